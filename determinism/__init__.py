@@ -1,0 +1,74 @@
+"""The one place that seeds RNGs and sets PyTorch determinism flags.
+
+Every entry point calls :func:`apply` first, before anything touches CUDA or builds an env.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from omegaconf import DictConfig
+
+from determinism.fingerprint import (
+    Fingerprint,
+    FingerprintWriter,
+    fingerprint_optimizer,
+    fingerprint_parameters,
+    read_fingerprints,
+)
+from determinism.manifest import (
+    RunManifest,
+    collect_devices,
+    collect_versions,
+    git_state,
+    tracked_env_vars,
+)
+from determinism.seeding import ResolvedSeed, SeedError, make_generator, resolve_seed, seed_everything
+from determinism.torch_flags import DeterminismError, lock_torch
+
+__all__ = [
+    "DeterminismError", "Fingerprint", "FingerprintWriter", "ResolvedSeed", "RunManifest",
+    "SeedError", "apply", "fingerprint_optimizer", "fingerprint_parameters", "make_generator",
+    "read_fingerprints", "resolve_seed",
+]
+
+_applied: RunManifest | None = None
+
+
+def apply(cfg: DictConfig | Any) -> RunManifest:
+    """Resolve the seed, set the environment, seed every RNG and lock PyTorch, in that order.
+
+    The environment variables come before anything that could start CUDA; seeding comes after
+    them so that nothing seeded is consumed by the locking itself.
+    """
+    global _applied
+    resolved = resolve_seed(cfg.seed, cfg.torch_deterministic, cfg.seeding.deterministic_default)
+    flags = lock_torch(
+        cfg.torch_deterministic,
+        cublas_workspace_config=cfg.determinism.cublas_workspace_config,
+        warn_only=cfg.determinism.warn_only,
+        num_threads=cfg.determinism.num_threads,
+    )
+    seeded = seed_everything(resolved.value, seed_warp=cfg.seeding.seed_warp)
+    flag_values = dataclasses.asdict(flags)
+    env_vars_set = flag_values.pop("env_vars_set")
+    _applied = RunManifest(
+        seed_requested=resolved.requested,
+        seed=resolved.value,
+        seed_source=resolved.source,
+        torch_deterministic=bool(cfg.torch_deterministic),
+        seeded_rngs=seeded,
+        flags=flag_values,
+        env_vars={**tracked_env_vars(), **env_vars_set},
+        versions=collect_versions(),
+        devices=collect_devices(),
+        git=git_state(),
+    )
+    return _applied
+
+
+def applied() -> RunManifest | None:
+    """The manifest of the last :func:`apply` in this process, or None if it has not run;
+    env factories check it so that an env is never built before determinism is applied."""
+    return _applied

@@ -1,0 +1,101 @@
+"""PyTorch determinism switches, and the environment they need before CUDA starts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+CUBLAS_WORKSPACE_ENV = "CUBLAS_WORKSPACE_CONFIG"
+# The two values cuBLAS documents for reproducible results under multiple streams.
+VALID_CUBLAS_WORKSPACE_CONFIGS = (":4096:8", ":16:8")
+
+
+class DeterminismError(RuntimeError):
+    """Determinism was asked for but cannot be guaranteed."""
+
+
+@dataclass
+class AppliedFlags:
+    """What the process's PyTorch settings are once ``lock_torch`` has run."""
+
+    deterministic_algorithms: bool
+    deterministic_warn_only: bool
+    cudnn_deterministic: bool
+    cudnn_benchmark: bool
+    matmul_fp32_precision: str
+    cudnn_conv_fp32_precision: str
+    env_vars_set: dict[str, str] = field(default_factory=dict)
+    num_threads: int = 0
+    num_interop_threads: int = 0
+
+
+def lock_torch(
+    torch_deterministic: bool,
+    cublas_workspace_config: str = ":4096:8",
+    warn_only: bool = False,
+    num_threads: int | None = None,
+) -> AppliedFlags:
+    """Apply the determinism switches; with ``torch_deterministic`` false, leave torch's defaults."""
+    env_vars_set: dict[str, str] = {}
+    if torch_deterministic:
+        if cublas_workspace_config not in VALID_CUBLAS_WORKSPACE_CONFIGS:
+            raise DeterminismError(
+                f"determinism.cublas_workspace_config={cublas_workspace_config!r} is not valid: "
+                f"choose one of {', '.join(VALID_CUBLAS_WORKSPACE_CONFIGS)}."
+            )
+        # cuBLAS reads this once, when its handle is created: it must be set before CUDA
+        # initialises, or deterministic matmuls raise (or silently differ with warn_only).
+        if torch.cuda.is_initialized():
+            raise DeterminismError(
+                "torch_deterministic=true was applied after CUDA had been initialised, so "
+                f"{CUBLAS_WORKSPACE_ENV} cannot take effect; apply determinism first."
+            )
+        os.environ[CUBLAS_WORKSPACE_ENV] = cublas_workspace_config
+        env_vars_set[CUBLAS_WORKSPACE_ENV] = cublas_workspace_config
+        torch.use_deterministic_algorithms(True, warn_only=warn_only)
+        torch.backends.cudnn.deterministic = True
+        # Benchmark mode times candidate kernels at run time and keeps the fastest, which can
+        # differ between two processes.
+        torch.backends.cudnn.benchmark = False
+        _disable_tf32()
+    if num_threads is not None:
+        # Reductions split across threads sum in a different order on another thread count.
+        torch.set_num_threads(num_threads)
+    return AppliedFlags(
+        deterministic_algorithms=torch.are_deterministic_algorithms_enabled(),
+        deterministic_warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
+        cudnn_deterministic=bool(torch.backends.cudnn.deterministic),
+        cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
+        matmul_fp32_precision=_matmul_precision(),
+        cudnn_conv_fp32_precision=_conv_precision(),
+        env_vars_set=env_vars_set,
+        num_threads=torch.get_num_threads(),
+        num_interop_threads=torch.get_num_interop_threads(),
+    )
+
+
+def _disable_tf32() -> None:
+    """TF32 rounds float32 inputs to 10 mantissa bits, and whether a kernel uses it depends on
+    the kernel cuBLAS/cuDNN picks: keep IEEE float32 everywhere."""
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+        torch.backends.cudnn.rnn.fp32_precision = "ieee"
+    else:  # torch < 2.9
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+
+
+def _matmul_precision() -> str:
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        return str(torch.backends.cuda.matmul.fp32_precision)
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+
+
+def _conv_precision() -> str:
+    if hasattr(torch.backends.cudnn, "conv"):
+        return str(torch.backends.cudnn.conv.fp32_precision)
+    return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"

@@ -1,0 +1,173 @@
+"""Batched CartPole in pure PyTorch: every env is one row of a tensor, on CPU or CUDA.
+
+It mirrors Isaac Lab's ``Isaac-Cartpole-Direct-v0`` task: the same observation layout
+``[pole_angle, pole_vel, cart_pos, cart_vel]``, one continuous action scaled to a force, physics
+at dt = 1/120 s with decimation 2, 5 s episodes (300 steps), resets when the cart leaves
+|x| > 3 m or the pole falls past 90°, the pole starting anywhere in ±0.25π rad, and the same
+reward terms (alive, termination, pole angle², |cart vel|, |pole vel|).
+
+The physics is classic cart-pole (Barto, Sutton & Anderson 1983, with Florian's corrected
+equations), integrated with semi-implicit Euler, plus the viscous damping on the cart's slider
+that Isaac Lab's cartpole actuator applies. Isaac Lab's own physics engine is not reproduced.
+
+Time-outs and terminations are kept apart (``truncated`` vs ``terminated``), because PPO must
+bootstrap from the value of a state at a time-out but not at a failure. Envs reset themselves;
+the observation of the last step of an episode is kept in ``StepResult.final_obs``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import gymnasium
+import numpy as np
+import torch
+
+from determinism import make_generator
+
+
+@dataclass(frozen=True)
+class CartpoleConfig:
+    """Physical and episode parameters; defaults are Isaac Lab's CartpoleEnvCfg where it has one."""
+
+    sim_dt: float = 1.0 / 120.0
+    decimation: int = 2
+    episode_length_s: float = 5.0
+    action_scale: float = 100.0  # [N] per unit action
+    max_cart_pos: float = 3.0  # [m]
+    initial_pole_angle_range: tuple[float, float] = (-0.25, 0.25)  # [π rad]
+    cart_mass: float = 1.0  # [kg]
+    pole_mass: float = 0.1  # [kg]
+    pole_half_length: float = 0.5  # [m]
+    cart_damping: float = 10.0  # [N s/m], the damping of Isaac Lab's cart actuator
+    gravity: float = 9.81  # [m/s²]
+    rew_scale_alive: float = 1.0
+    rew_scale_terminated: float = -2.0
+    rew_scale_pole_pos: float = -1.0
+    rew_scale_cart_vel: float = -0.01
+    rew_scale_pole_vel: float = -0.005
+
+    @property
+    def max_episode_length(self) -> int:
+        return math.ceil(round(self.episode_length_s / (self.sim_dt * self.decimation), 6))
+
+
+@dataclass
+class StepResult:
+    obs: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    final_obs: torch.Tensor  # the observation before the auto-reset, for every row
+
+
+class EpisodeStatistics:
+    """Returns and lengths of the last ``window`` finished episodes, the same for every library."""
+
+    def __init__(self, num_envs: int, device: torch.device, window: int = 100) -> None:
+        self.returns: deque[float] = deque(maxlen=window)
+        self.lengths: deque[int] = deque(maxlen=window)
+        self._running_return = torch.zeros(num_envs, device=device)
+
+    def record(self, reward: torch.Tensor, done: torch.Tensor, length: torch.Tensor) -> None:
+        self._running_return += reward
+        if done.any():
+            ids = done.nonzero(as_tuple=True)[0]
+            self.returns.extend(self._running_return[ids].tolist())
+            self.lengths.extend(length[ids].tolist())
+            self._running_return[ids] = 0.0
+
+    def mean_return(self) -> float | None:
+        return float(np.mean(self.returns)) if self.returns else None
+
+    def mean_length(self) -> float | None:
+        return float(np.mean(self.lengths)) if self.lengths else None
+
+
+class CartpoleEnv:
+    """``num_envs`` cart-poles stepped together; actions in [-1, 1] (clipped)."""
+
+    def __init__(
+        self, num_envs: int, seed: int, device: str | torch.device = "cpu",
+        config: CartpoleConfig | None = None,
+    ) -> None:
+        self.cfg = config or CartpoleConfig()
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.max_episode_length = self.cfg.max_episode_length
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float32)
+        self.action_space = gymnasium.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self.generator = make_generator(seed, self.device)
+        # state columns: cart_pos, cart_vel, pole_angle, pole_vel
+        self.state = torch.zeros(num_envs, 4, device=self.device)
+        self.episode_length = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self.statistics = EpisodeStatistics(num_envs, self.device)
+        self._reset_rows(torch.ones(num_envs, dtype=torch.bool, device=self.device))
+
+    @property
+    def num_actions(self) -> int:
+        return int(self.action_space.shape[0])
+
+    @property
+    def num_obs(self) -> int:
+        return int(self.observation_space.shape[0])
+
+    def observations(self) -> torch.Tensor:
+        cart_pos, cart_vel, pole_angle, pole_vel = self.state.unbind(dim=1)
+        return torch.stack((pole_angle, pole_vel, cart_pos, cart_vel), dim=1)
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        force = self.cfg.action_scale * actions.reshape(self.num_envs, -1)[:, 0].clamp(-1.0, 1.0)
+        for _ in range(self.cfg.decimation):
+            self._integrate(force.to(self.device))
+        self.episode_length += 1
+        cart_pos, cart_vel, pole_angle, pole_vel = self.state.unbind(dim=1)
+        terminated = (cart_pos.abs() > self.cfg.max_cart_pos) | (pole_angle.abs() > math.pi / 2)
+        truncated = (self.episode_length >= self.max_episode_length) & ~terminated
+        reward = self._reward(terminated)
+        final_obs = self.observations()
+        done = terminated | truncated
+        self.statistics.record(reward, done, self.episode_length)
+        self._reset_rows(done)
+        return StepResult(self.observations(), reward, terminated, truncated, final_obs)
+
+    def _integrate(self, force: torch.Tensor) -> None:
+        cfg = self.cfg
+        cart_pos, cart_vel, angle, angle_vel = self.state.unbind(dim=1)
+        total_mass = cfg.cart_mass + cfg.pole_mass
+        sin, cos = torch.sin(angle), torch.cos(angle)
+        push = force - cfg.cart_damping * cart_vel
+        temp = (push + cfg.pole_mass * cfg.pole_half_length * angle_vel.square() * sin) / total_mass
+        angle_acc = (cfg.gravity * sin - cos * temp) / (
+            cfg.pole_half_length * (4.0 / 3.0 - cfg.pole_mass * cos.square() / total_mass)
+        )
+        cart_acc = temp - cfg.pole_mass * cfg.pole_half_length * angle_acc * cos / total_mass
+        cart_vel = cart_vel + cfg.sim_dt * cart_acc
+        angle_vel = angle_vel + cfg.sim_dt * angle_acc
+        self.state = torch.stack(
+            (cart_pos + cfg.sim_dt * cart_vel, cart_vel, angle + cfg.sim_dt * angle_vel, angle_vel), dim=1
+        )
+
+    def _reward(self, terminated: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        _, cart_vel, angle, angle_vel = self.state.unbind(dim=1)
+        failed = terminated.float()
+        return (
+            cfg.rew_scale_alive * (1.0 - failed)
+            + cfg.rew_scale_terminated * failed
+            + cfg.rew_scale_pole_pos * angle.square()
+            + cfg.rew_scale_cart_vel * cart_vel.abs()
+            + cfg.rew_scale_pole_vel * angle_vel.abs()
+        )
+
+    def _reset_rows(self, rows: torch.Tensor) -> None:
+        """Reset the selected rows; draws one angle for *every* row and keeps the selected ones,
+        so the generator advances by the same amount whichever envs reset."""
+        low, high = (bound * math.pi for bound in self.cfg.initial_pole_angle_range)
+        angles = torch.rand(self.num_envs, generator=self.generator, device=self.device) * (high - low) + low
+        fresh = torch.zeros_like(self.state)
+        fresh[:, 2] = angles
+        self.state = torch.where(rows.unsqueeze(1), fresh, self.state)
+        self.episode_length = torch.where(rows, torch.zeros_like(self.episode_length), self.episode_length)

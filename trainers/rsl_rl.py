@@ -1,0 +1,140 @@
+"""RSL-RL (rsl-rl-lib 5.x) adapter: OnPolicyRunner with PPO on a seedlock task.
+
+Recipe: wrap the batched task as an RSL-RL ``VecEnv``, turn the agent YAML into the runner's
+dict config, train with the runner's own ``learn`` loop, fingerprint after every update.
+RSL-RL never seeds anything itself (it draws from the global torch RNG that ``determinism``
+seeded), so the adapter has no seed to pass on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+from rsl_rl.env import VecEnv
+from rsl_rl.runners import OnPolicyRunner
+from tensordict import TensorDict
+
+from tasks.cartpole import CartpoleEnv
+from trainers.interface import (
+    Policy,
+    TrainingRun,
+    TrainSummary,
+    load_checkpoint,
+    record_iteration,
+    save_checkpoint,
+    summarize,
+)
+
+OBS_GROUP = "policy"
+
+
+def train(run: TrainingRun) -> TrainSummary:
+    env = RslRlVecEnv(run.env)
+    runner = SeedlockRunner(env, runner_config(run), run)
+    if run.cfg.checkpoint:
+        runner.resume(Path(run.cfg.checkpoint))
+    remaining = run.max_iterations - runner.current_learning_iteration
+    if remaining > 0:
+        runner.learn(
+            num_learning_iterations=remaining,
+            init_at_random_ep_len=bool(run.cfg.trainer.library.init_at_random_ep_len)
+            and runner.current_learning_iteration == 0,
+        )
+    return summarize(run, run.max_iterations, runner.env_steps(run.max_iterations - 1), runner.last_checkpoint)
+
+
+def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
+    runner = SeedlockRunner(RslRlVecEnv(run.env), runner_config(run), run)
+    runner.alg.load(load_checkpoint(checkpoint, run)["library"], None, strict=True)
+    actor = runner.get_inference_policy(device=run.device)
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return actor(TensorDict({OBS_GROUP: obs}, batch_size=[obs.shape[0]]))
+
+    return act
+
+
+def runner_config(run: TrainingRun) -> dict[str, Any]:
+    """The agent YAML plus the keys the runner reads that seedlock owns."""
+    config = OmegaConf.to_container(run.cfg.agent, resolve=True)
+    assert isinstance(config, dict)
+    config.pop("max_iterations", None)  # seedlock's top-level max_iterations is the run's total
+    config["save_interval"] = int(run.cfg.trainer.checkpoint_interval)
+    config["check_for_nan"] = bool(run.cfg.trainer.library.check_for_nan)
+    config["logger"] = "tensorboard"
+    return config
+
+
+class RslRlVecEnv(VecEnv):
+    """A seedlock batched task as RSL-RL's VecEnv (observations in a TensorDict group 'policy')."""
+
+    def __init__(self, env: CartpoleEnv) -> None:
+        self.env = env
+        self.num_envs = env.num_envs
+        self.num_actions = env.num_actions
+        self.max_episode_length = env.max_episode_length
+        self.device = env.device
+        self.cfg: dict[str, Any] = {}
+
+    @property
+    def episode_length_buf(self) -> torch.Tensor:  # type: ignore[override]
+        return self.env.episode_length
+
+    @episode_length_buf.setter
+    def episode_length_buf(self, value: torch.Tensor) -> None:
+        self.env.episode_length = value.to(self.env.episode_length.dtype)
+
+    def get_observations(self) -> TensorDict:
+        return self._wrap(self.env.observations())
+
+    def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
+        result = self.env.step(actions)
+        dones = (result.terminated | result.truncated).to(torch.long)
+        # RSL-RL bootstraps the value at time-outs, so it must see them apart from failures.
+        return self._wrap(result.obs), result.reward, dones, {"time_outs": result.truncated}
+
+    def _wrap(self, obs: torch.Tensor) -> TensorDict:
+        return TensorDict({OBS_GROUP: obs}, batch_size=[self.num_envs], device=self.device)
+
+
+class SeedlockRunner(OnPolicyRunner):
+    """OnPolicyRunner that fingerprints each iteration and writes seedlock checkpoints.
+
+    The fingerprint is taken in the runner's per-iteration ``logger.log`` call, which comes
+    right after ``alg.update()``; checkpoints go through ``save``, which ``learn`` calls every
+    ``save_interval`` iterations and once at the end.
+    """
+
+    def __init__(self, env: RslRlVecEnv, train_cfg: dict[str, Any], run: TrainingRun) -> None:
+        super().__init__(env, train_cfg, log_dir=str(run.tensorboard_dir), device=run.device)
+        self.run = run
+        self.last_checkpoint: Path | None = None
+        log = self.logger.log
+
+        def log_and_fingerprint(*, it: int, loss_dict: dict, **kwargs: Any) -> None:
+            log(it=it, loss_dict=loss_dict, **kwargs)
+            record_iteration(
+                run, it, self.env_steps(it),
+                modules={"actor": self.alg.get_policy(), "critic": self.alg._raw_critic},
+                optimizer_state=self.alg.optimizer.state_dict(),
+                losses=loss_dict,
+            )
+
+        self.logger.log = log_and_fingerprint  # type: ignore[method-assign]
+
+    def env_steps(self, iteration: int) -> int:
+        return (iteration + 1) * int(self.cfg["num_steps_per_env"]) * self.env.num_envs
+
+    def save(self, path: str, infos: dict | None = None) -> None:
+        """Save into run_dir/checkpoints (not the TensorBoard dir), atomically."""
+        state = self.alg.save()
+        self.last_checkpoint = save_checkpoint(self.run, self.current_learning_iteration, state)
+
+    def resume(self, checkpoint: Path) -> None:
+        payload = load_checkpoint(checkpoint, self.run)
+        self.alg.load(payload["library"], None, strict=True)
+        self.current_learning_iteration = int(payload["seedlock"]["iteration"]) + 1

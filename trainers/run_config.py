@@ -1,0 +1,93 @@
+"""The typed schema of a run config (Hydra structured configs) and the checks types can't express.
+
+Hydra merges the YAML groups in ``conf/`` onto these dataclasses, so an unknown key or a value
+of the wrong type fails at composition time with the key's name; :func:`validate` then checks
+ranges and choices, before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+
+class ConfigError(ValueError):
+    """A run-config value that is the right type but not a valid choice."""
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING
+    backend: str = "embedded"
+    num_envs: int = 4096
+    env: Dict[str, Any] = field(default_factory=dict)  # the task's own parameters
+
+
+@dataclass
+class TrainerConfig:
+    name: str = MISSING
+    checkpoint_interval: int = 50  # iterations between checkpoints; the last one is always saved
+    library: Dict[str, Any] = field(default_factory=dict)  # library-wide options of this adapter
+
+
+@dataclass
+class SeedingConfig:
+    name: str = "default"
+    deterministic_default: int = 42  # the seed of seed=-1 when torch_deterministic=true
+    seed_warp: bool = True  # seed NVIDIA warp too when it is importable
+
+
+@dataclass
+class DeterminismConfig:
+    name: str = "default"
+    cublas_workspace_config: str = ":4096:8"
+    warn_only: bool = False  # true: non-deterministic ops warn instead of raising
+    num_threads: Optional[int] = None  # pin torch's intra-op threads (null: leave as is)
+
+
+@dataclass
+class RendererConfig:
+    name: str = "default"
+    kit: Optional[str] = None  # Isaac Sim experience file in kits/ (null: Isaac Lab's own)
+
+
+@dataclass
+class TrainConfig:
+    task: TaskConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    agent: Dict[str, Any] = MISSING  # the library's own hyperparameters for this task
+    seeding: SeedingConfig = MISSING
+    determinism: DeterminismConfig = MISSING
+    renderer: RendererConfig = MISSING
+    seed: Optional[int] = 42
+    torch_deterministic: bool = False
+    num_envs: int = "${task.num_envs}"  # type: ignore[assignment]
+    max_iterations: int = "${agent.max_iterations}"  # type: ignore[assignment]
+    device: str = "cpu"
+    checkpoint: Optional[str] = None
+    experiment: str = "${task.name}_${trainer.name}"
+    run_dir: str = "runs/${experiment}/${now:%Y-%m-%d_%H-%M-%S_%f}"
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range and choice checks, with the key, the bad value and what is allowed."""
+    if cfg.num_envs < 1:
+        raise ConfigError(f"num_envs={cfg.num_envs} is not valid: num_envs must be an integer >= 1.")
+    if cfg.max_iterations < 1:
+        raise ConfigError(
+            f"max_iterations={cfg.max_iterations} is not valid: max_iterations must be an integer >= 1."
+        )
+    if cfg.trainer.checkpoint_interval < 1:
+        raise ConfigError(
+            f"trainer.checkpoint_interval={cfg.trainer.checkpoint_interval} is not valid: it must be >= 1."
+        )
+    device = str(cfg.device)
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"device={device!r} is not valid: choose cpu, cuda or cuda:<index>.")

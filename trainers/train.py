@@ -1,0 +1,120 @@
+"""``seedlock-train``: compose the run config, apply determinism, build the task, train.
+
+The order is the contract: ``determinism.apply`` runs before the env exists and before anything
+can initialise CUDA, identically for every library.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+import determinism
+import tasks
+import trainers
+from determinism import FingerprintWriter
+from determinism.manifest import config_sha256
+from trainers.interface import CheckpointError, TrainingRun, TrainSummary
+from trainers.run_config import ConfigError, register, validate
+
+register()
+
+# Errors that are the user's input, reported as one paragraph without a traceback.
+USER_ERRORS = (
+    ConfigError,
+    determinism.SeedError,
+    determinism.DeterminismError,
+    tasks.TaskConfigError,
+    CheckpointError,
+)
+RUN_ARTIFACTS = ("manifest.json", "fingerprints.jsonl", "config.yaml", "checkpoints")
+
+
+class RunDirError(ConfigError):
+    """The run dir already holds a run."""
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    try:
+        run_training(cfg)
+    except USER_ERRORS as error:
+        print(f"seedlock-train: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def run_training(cfg: DictConfig) -> TrainSummary:
+    """One run, end to end; ``cfg`` is a composed run config (from Hydra or its compose API)."""
+    validate(cfg)
+    run_dir = current_run_dir(cfg)
+    refuse_existing_run(run_dir)
+    manifest = determinism.apply(cfg)  # first: before the env, before CUDA
+    if manifest.seed_source == "random":
+        print(f"seedlock: seed={cfg.seed} drew seed {manifest.seed}; repeat this run with seed={manifest.seed}")
+    cfg.seed = manifest.seed  # config.yaml records the seed the run used
+    cfg.run_dir = str(run_dir)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(resolved, dict)
+    manifest.config_sha256 = config_sha256({k: v for k, v in resolved.items() if k not in ("run_dir", "checkpoint")})
+    manifest.run = run_info(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+    manifest.write(run_dir / "manifest.json")
+
+    env = tasks.make(cfg.task.name, dict(cfg.task.env), cfg.num_envs, manifest.seed, cfg.device)
+    adapter = trainers.adapter(cfg.trainer.name)
+    start = time.perf_counter()
+    with FingerprintWriter(run_dir) as fingerprints:
+        summary = adapter.train(TrainingRun(env, cfg, run_dir, manifest.seed, fingerprints))
+    print_summary(summary, time.perf_counter() - start, run_dir)
+    return summary
+
+
+def current_run_dir(cfg: DictConfig) -> Path:
+    """Hydra's output dir for this job (a multirun job's own subdir), else the configured one."""
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(cfg.run_dir)
+
+
+def refuse_existing_run(run_dir: Path) -> None:
+    existing = [name for name in RUN_ARTIFACTS if (run_dir / name).exists()]
+    if existing:
+        raise RunDirError(
+            f"run_dir={str(run_dir)!r} already holds a run ({', '.join(existing)}); seedlock never "
+            "overwrites a run. Choose another run_dir, leave run_dir unset for a fresh one, or "
+            "continue that run with checkpoint=<run_dir>/checkpoints/model_<N>.pt and a new run_dir."
+        )
+
+
+def run_info(run_dir: Path) -> dict[str, Any]:
+    info: dict[str, Any] = {"run_dir": str(run_dir), "argv": sys.argv}
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.get()
+        info["overrides"] = list(hydra_cfg.overrides.task)
+        info["mode"] = str(hydra_cfg.mode)
+        info["job_num"] = hydra_cfg.job.get("num")
+        info["sweep_dir"] = hydra_cfg.sweep.dir if str(hydra_cfg.mode) == "RunMode.MULTIRUN" else None
+    return info
+
+
+def print_summary(summary: TrainSummary, seconds: float, run_dir: Path) -> None:
+    length = "n/a" if summary.mean_episode_length is None else f"{summary.mean_episode_length:.1f}"
+    ret = "n/a" if summary.mean_return is None else f"{summary.mean_return:.2f}"
+    balanced = summary.mean_episode_length is not None and summary.mean_episode_length >= summary.max_episode_length
+    print(
+        f"seedlock: trained {summary.iterations} iterations ({summary.env_steps:,} env steps) in {seconds:.1f} s; "
+        f"mean episode length {length} / {summary.max_episode_length}"
+        f"{' (at the cap)' if balanced else ''}, mean episode return {ret}"
+    )
+    print(f"seedlock: run dir: {run_dir}")
+
+
+if __name__ == "__main__":
+    main()
