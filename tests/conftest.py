@@ -1,0 +1,36 @@
+"""Fixtures shared by the tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+
+@pytest.fixture
+def restore_torch_state() -> Iterator[None]:
+    """Undo what determinism.apply does to this process, so tests stay independent."""
+    saved_env = dict(os.environ)
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        torch.backends.cuda.matmul.fp32_precision,
+        torch.backends.cudnn.conv.fp32_precision,
+        torch.backends.cudnn.rnn.fp32_precision,
+        torch.get_float32_matmul_precision(),
+        torch.get_num_threads(),
+    )
+    yield
+    torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
+    torch.backends.cuda.matmul.fp32_precision = saved[4]
+    torch.backends.cudnn.conv.fp32_precision = saved[5]
+    torch.backends.cudnn.rnn.fp32_precision = saved[6]
+    torch.set_float32_matmul_precision(saved[7])
+    torch.set_num_threads(saved[8])
+    os.environ.clear()
+    os.environ.update(saved_env)

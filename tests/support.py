@@ -1,0 +1,35 @@
+"""Test helpers: real ``seedlock-train`` subprocesses and composed run configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+from trainers.run_config import register
+
+SEEDLOCK_TRAIN = str(Path(sys.executable).with_name("seedlock-train"))
+# Small enough for a few seconds a run, big enough that PPO updates do real work.
+SMALL = ("num_envs=64", "max_iterations=3")
+
+
+def run_train(*overrides: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``seedlock-train`` in its own process, as a user would."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        [SEEDLOCK_TRAIN, *overrides], capture_output=True, text=True, env=env, timeout=600
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"seedlock-train {' '.join(overrides)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The run config Hydra would compose for these overrides, without launching a job."""
+    register()
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
