@@ -12,6 +12,9 @@ from omegaconf import DictConfig
 
 from trainers.run_config import register
 
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# Every library with a conf/trainer/<name>.yaml; end-to-end tests run for each.
+TRAINERS = sorted(path.stem for path in (CONF_DIR / "trainer").glob("*.yaml"))
 SEEDLOCK_TRAIN = str(Path(sys.executable).with_name("seedlock-train"))
 # Small enough for a few seconds a run, big enough that PPO updates do real work.
 SMALL = ("num_envs=64", "max_iterations=3")
