@@ -31,15 +31,40 @@ class AppliedFlags:
     num_interop_threads: int = 0
 
 
+@dataclass(frozen=True)
+class _TorchDefaults:
+    """torch's own settings as this process started, restored for runs that do not ask for
+    determinism: in a multirun, jobs share a process, and one job's flags must not leak into
+    the next."""
+
+    cudnn_benchmark: bool
+    matmul_fp32_precision: str
+    cudnn_conv_fp32_precision: str
+    cudnn_rnn_fp32_precision: str
+    float32_matmul_precision: str
+
+
+def _snapshot_defaults() -> _TorchDefaults:
+    return _TorchDefaults(
+        cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
+        matmul_fp32_precision=_matmul_precision(),
+        cudnn_conv_fp32_precision=_conv_precision(),
+        cudnn_rnn_fp32_precision=str(getattr(getattr(torch.backends.cudnn, "rnn", None), "fp32_precision", "")),
+        float32_matmul_precision=torch.get_float32_matmul_precision(),
+    )
+
+
 def lock_torch(
     torch_deterministic: bool,
     cublas_workspace_config: str = ":4096:8",
     warn_only: bool = False,
     num_threads: int | None = None,
 ) -> AppliedFlags:
-    """Apply the determinism switches; with ``torch_deterministic`` false, leave torch's defaults."""
+    """Apply the determinism switches; with ``torch_deterministic`` false, torch's defaults."""
     env_vars_set: dict[str, str] = {}
-    if torch_deterministic:
+    if not torch_deterministic:
+        _restore_defaults()
+    else:
         if cublas_workspace_config not in VALID_CUBLAS_WORKSPACE_CONFIGS:
             raise DeterminismError(
                 f"determinism.cublas_workspace_config={cublas_workspace_config!r} is not valid: "
@@ -47,7 +72,8 @@ def lock_torch(
             )
         # cuBLAS reads this once, when its handle is created: it must be set before CUDA
         # initialises, or deterministic matmuls raise (or silently differ with warn_only).
-        if torch.cuda.is_initialized():
+        # An earlier job of the same process may have set it before CUDA started; then it holds.
+        if torch.cuda.is_initialized() and os.environ.get(CUBLAS_WORKSPACE_ENV) != cublas_workspace_config:
             raise DeterminismError(
                 "torch_deterministic=true was applied after CUDA had been initialised, so "
                 f"{CUBLAS_WORKSPACE_ENV} cannot take effect; apply determinism first."
@@ -76,6 +102,17 @@ def lock_torch(
     )
 
 
+def _restore_defaults() -> None:
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.deterministic = False
+    torch.backends.cudnn.benchmark = _DEFAULTS.cudnn_benchmark
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        torch.backends.cuda.matmul.fp32_precision = _DEFAULTS.matmul_fp32_precision
+        torch.backends.cudnn.conv.fp32_precision = _DEFAULTS.cudnn_conv_fp32_precision
+        torch.backends.cudnn.rnn.fp32_precision = _DEFAULTS.cudnn_rnn_fp32_precision
+    torch.set_float32_matmul_precision(_DEFAULTS.float32_matmul_precision)
+
+
 def _disable_tf32() -> None:
     """TF32 rounds float32 inputs to 10 mantissa bits, and whether a kernel uses it depends on
     the kernel cuBLAS/cuDNN picks: keep IEEE float32 everywhere."""
@@ -99,3 +136,6 @@ def _conv_precision() -> str:
     if hasattr(torch.backends.cudnn, "conv"):
         return str(torch.backends.cudnn.conv.fp32_precision)
     return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+
+
+_DEFAULTS = _snapshot_defaults()

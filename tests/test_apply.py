@@ -87,3 +87,14 @@ def test_env_factory_refuses_to_build_before_apply(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(determinism, "_applied", None)
     with pytest.raises(RuntimeError, match="determinism.apply"):
         tasks.make("cartpole", {}, num_envs=2, seed=0, device="cpu")
+
+
+@pytest.mark.usefixtures("restore_torch_state")
+def test_a_later_job_without_determinism_gets_torchs_defaults_back() -> None:
+    """Multirun jobs share a process: one job's flags must not leak into the next."""
+    determinism.apply(compose_config("torch_deterministic=true"))
+    manifest = determinism.apply(compose_config("torch_deterministic=false"))
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.backends.cudnn.deterministic is False
+    assert torch.backends.cudnn.conv.fp32_precision == "tf32"
+    assert manifest.flags["deterministic_algorithms"] is False
