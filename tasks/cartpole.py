@@ -79,6 +79,20 @@ class EpisodeStatistics:
             self.lengths.extend(length[ids].tolist())
             self._running_return[ids] = 0.0
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {
+            "returns": torch.tensor(list(self.returns), dtype=torch.float64),
+            "lengths": torch.tensor(list(self.lengths), dtype=torch.int64),
+            "running_return": self._running_return.clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.returns.clear()
+        self.returns.extend(state["returns"].tolist())
+        self.lengths.clear()
+        self.lengths.extend(state["lengths"].tolist())
+        self._running_return = state["running_return"].to(self._running_return.device).clone()
+
     def mean_return(self) -> float | None:
         return float(np.mean(self.returns)) if self.returns else None
 
@@ -113,6 +127,26 @@ class CartpoleEnv:
     @property
     def num_obs(self) -> int:
         return int(self.observation_space.shape[0])
+
+    def state_dict(self) -> dict[str, object]:
+        """Everything a continued run needs to step on exactly as this one would: the physics
+        state, episode counters, the reset generator's state and the episode statistics."""
+        return {
+            "state": self.state.clone(),
+            "episode_length": self.episode_length.clone(),
+            "generator": self.generator.get_state(),
+            "statistics": self.statistics.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if tuple(state["state"].shape) != tuple(self.state.shape):
+            raise ValueError(
+                f"the saved task state holds {state['state'].shape[0]} envs, this task has {self.num_envs}"
+            )
+        self.state = state["state"].to(self.device).clone()
+        self.episode_length = state["episode_length"].to(self.device).clone()
+        self.generator.set_state(state["generator"].cpu())
+        self.statistics.load_state_dict(state["statistics"])
 
     def observations(self) -> torch.Tensor:
         cart_pos, cart_vel, pole_angle, pole_vel = self.state.unbind(dim=1)

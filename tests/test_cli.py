@@ -11,7 +11,7 @@ from tests.support import run_train
 
 def test_help_lists_the_groups_and_their_options() -> None:
     out = run_train("--help").stdout
-    for line in ("task: cartpole", "trainer: rsl_rl", "seeding: default", "determinism: default, strict",
+    for line in ("task: cartpole", "trainer: rl_games, rsl_rl, sb3, skrl", "seeding: default", "determinism: default, strict",
                  "renderer: default, deterministic"):
         assert line in out
 

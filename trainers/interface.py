@@ -11,7 +11,9 @@ An adapter module (``trainers/<library>.py``) exposes two functions:
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,13 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from determinism import Fingerprint, FingerprintWriter, fingerprint_optimizer, fingerprint_parameters
+from determinism import Fingerprint, FingerprintWriter, fingerprint_optimizer
+from determinism.fingerprint import fingerprint_named, named_parameters
+from determinism.rng_state import capture_rng_state, restore_rng_state
 from tasks.cartpole import CartpoleEnv
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+CHECKPOINT_NAME = re.compile(r"model_(\d+)\.pt")
+# Keys a continued run may change without becoming a different run.
+RESUME_FREE_KEYS = ("run_dir", "checkpoint", "max_iterations", "experiment")
 
 
 @dataclass
@@ -74,7 +81,8 @@ def record_iteration(
     losses: Mapping[str, float],
 ) -> Fingerprint:
     """Fingerprint the state after one iteration's update and append it to fingerprints.jsonl."""
-    parameters_sha256, per_tensor = fingerprint_parameters(modules)
+    named = named_parameters(modules)
+    parameters_sha256, per_tensor = fingerprint_named(named)
     fingerprint = Fingerprint(
         iteration=iteration,
         env_steps=env_steps,
@@ -85,7 +93,7 @@ def record_iteration(
         losses={key: float(value) for key, value in losses.items()},
         parameters=per_tensor,
     )
-    run.fingerprints.write(fingerprint)
+    run.fingerprints.write(fingerprint, named)
     return fingerprint
 
 
@@ -102,7 +110,13 @@ def summarize(run: TrainingRun, iterations: int, env_steps: int, last_checkpoint
 
 def save_checkpoint(run: TrainingRun, iteration: int, library_state: dict[str, Any]) -> Path:
     """Write ``checkpoints/model_<iteration>.pt`` atomically: a temp file in the same directory,
-    then a rename, so a crash mid-write leaves the previous checkpoint intact."""
+    then a rename, so a crash mid-write leaves the previous checkpoint intact.
+
+    Besides the library's state it holds what a continued run needs to be the same run: every
+    global RNG state, the task's state (physics, counters, its generator, episode statistics),
+    the iteration and the resolved run config. Call it right after the iteration's update, with
+    nothing drawn from an RNG since.
+    """
     run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     path = run.checkpoint_dir / f"model_{iteration}.pt"
     payload = {
@@ -112,8 +126,11 @@ def save_checkpoint(run: TrainingRun, iteration: int, library_state: dict[str, A
             "trainer": str(run.cfg.trainer.name),
             "iteration": iteration,
             "seed": run.seed,
+            "config": json.dumps(OmegaConf.to_container(run.cfg, resolve=True), sort_keys=True),
         },
         "library": library_state,
+        "rng": capture_rng_state(),
+        "task": run.env.state_dict(),
     }
     handle, tmp_name = tempfile.mkstemp(dir=run.checkpoint_dir, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -125,11 +142,37 @@ def save_checkpoint(run: TrainingRun, iteration: int, library_state: dict[str, A
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    _fsync_dir(run.checkpoint_dir)  # the rename itself survives a power cut
     return path
 
 
+def _fsync_dir(directory: Path) -> None:
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
 class CheckpointError(ValueError):
-    """A checkpoint that does not belong to this run's task and library."""
+    """A checkpoint that does not belong to this run's task and library, or cannot be read."""
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """``checkpoint=`` as a file, or a run dir / its ``checkpoints/`` dir for its latest checkpoint."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        directory = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        found = {int(m.group(1)): p for p in directory.iterdir() if (m := CHECKPOINT_NAME.fullmatch(p.name))}
+        if found:
+            return found[max(found)]
+        raise CheckpointError(f"checkpoint={str(path)!r} is a directory with no model_<N>.pt checkpoints in it.")
+    raise CheckpointError(
+        f"checkpoint={str(path)!r} does not exist; give a checkpoints/model_<N>.pt file or a run dir "
+        "(its latest checkpoint is used)."
+    )
 
 
 def load_checkpoint(path: Path, run: TrainingRun) -> dict[str, Any]:
@@ -137,14 +180,80 @@ def load_checkpoint(path: Path, run: TrainingRun) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint={str(path)!r} is not a file.")
-    payload = torch.load(path, map_location=run.device, weights_only=True)
+    payload = _load(path, run.device)
+    _check_header(path, payload, str(run.cfg.task.name), str(run.cfg.trainer.name))
+    return payload
+
+
+def read_checkpoint_header(path: Path, task: str, trainer: str) -> dict[str, Any]:
+    """The checkpoint's ``seedlock`` header, read on the CPU before the run starts (and before
+    anything starts CUDA), so an unusable checkpoint fails before a run dir is written."""
+    payload = _load(path, "cpu")
+    return _check_header(path, payload, task, trainer)
+
+
+def _load(path: Path, device: str) -> Any:
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # truncated, not a torch file, or unsafe contents
+        reason = " ".join(str(error).split())[:300]
+        raise CheckpointError(f"checkpoint={str(path)!r} cannot be loaded safely: {reason}") from None
+
+
+def _check_header(path: Path, payload: Any, task: str, trainer: str) -> dict[str, Any]:
     meta = payload.get("seedlock") if isinstance(payload, dict) else None
     if not meta:
         raise CheckpointError(f"checkpoint={str(path)!r} was not written by seedlock (no 'seedlock' header).")
-    expected = (str(run.cfg.task.name), str(run.cfg.trainer.name))
-    if (meta["task"], meta["trainer"]) != expected:
+    if (meta["task"], meta["trainer"]) != (task, trainer):
         raise CheckpointError(
             f"checkpoint={str(path)!r} is from task={meta['task']} trainer={meta['trainer']}, "
-            f"but this run is task={expected[0]} trainer={expected[1]}."
+            f"but this run is task={task} trainer={trainer}."
         )
-    return payload
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"checkpoint={str(path)!r} has checkpoint format {meta.get('format')}, this seedlock reads "
+            f"format {CHECKPOINT_FORMAT}."
+        )
+    return meta
+
+
+def config_changes(payload: dict[str, Any], run: TrainingRun) -> list[str]:
+    """The run-config keys (dotted) whose values differ from the checkpointed run's, other than
+    those a continued run may change (run_dir, checkpoint, max_iterations, experiment)."""
+    saved = _flatten(json.loads(payload["seedlock"]["config"]))
+    current = _flatten(OmegaConf.to_container(run.cfg, resolve=True))
+    keys = sorted(set(saved) | set(current))
+    return [
+        f"{key}: {saved.get(key, '<unset>')!r} -> {current.get(key, '<unset>')!r}"
+        for key in keys
+        if key.split(".")[0] not in RESUME_FREE_KEYS and saved.get(key) != current.get(key)
+    ]
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): tree}
+
+
+def restore_run_state(run: TrainingRun, payload: dict[str, Any]) -> None:
+    """Put the task and every global RNG back where the checkpointed run had them.
+
+    Call it last, after the library has built and loaded everything (building draws weights from
+    the RNGs), right before training continues: from here on the run draws exactly what the
+    uninterrupted run drew after that checkpoint.
+    """
+    changes = config_changes(payload, run)
+    if changes:
+        print(
+            "seedlock: note: this run continues a checkpoint whose run config differs in "
+            f"{'; '.join(changes)}. It will not be the same run as the uninterrupted one."
+        )
+    try:
+        run.env.load_state_dict(payload["task"])
+        restore_rng_state(payload["rng"])
+    except (RuntimeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint cannot continue this run: {error}") from None

@@ -52,6 +52,7 @@ from trainers.interface import (
     TrainSummary,
     load_checkpoint,
     record_iteration,
+    restore_run_state,
     save_checkpoint,
     summarize,
 )
@@ -245,6 +246,9 @@ class SeedlockA2CAgent(a2c_continuous.A2CAgent):
         self.last_lr = state["last_lr"]
         self.entropy_coef = state["entropy_coef"]
         self.update_lr(self.last_lr)
+        # Last, after rl_games built the model (its weights drew from the RNGs): the task and
+        # every RNG as the checkpointed run left them. Runner.run seeded before building the agent.
+        restore_run_state(self.run, payload)
 
     def save(self, fn: str) -> None:
         """rl_games' own saves (a pickled .pth when max_epochs ends) are not written: seedlock's

@@ -24,6 +24,7 @@ from trainers.interface import (
     TrainSummary,
     load_checkpoint,
     record_iteration,
+    restore_run_state,
     save_checkpoint,
     summarize,
 )
@@ -135,6 +136,9 @@ class SeedlockRunner(OnPolicyRunner):
         self.last_checkpoint = save_checkpoint(self.run, self.current_learning_iteration, state)
 
     def resume(self, checkpoint: Path) -> None:
+        """Continue after the checkpoint's iteration: the models, optimizer and adaptive learning
+        rate (``alg.load`` reads it back from the optimizer), then the task and every RNG, last."""
         payload = load_checkpoint(checkpoint, self.run)
         self.alg.load(payload["library"], None, strict=True)
         self.current_learning_iteration = int(payload["seedlock"]["iteration"]) + 1
+        restore_run_state(self.run, payload)

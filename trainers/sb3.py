@@ -45,6 +45,7 @@ from trainers.interface import (
     TrainSummary,
     load_checkpoint,
     record_iteration,
+    restore_run_state,
     save_checkpoint,
     summarize,
 )
@@ -297,7 +298,9 @@ class SeedlockPPO(PPO):
         self._n_updates = int(state["n_updates"])
 
     def resume(self, checkpoint: Path) -> int:
-        """Restore a checkpoint; returns the first iteration still to train."""
+        """Restore a checkpoint, the task and every RNG (last: building the model drew from them);
+        returns the first iteration still to train. ``learn`` then starts from the task's current
+        observations (``_last_obs`` is unset, so SB3 calls ``reset``, which hands them back)."""
         payload = load_checkpoint(checkpoint, self.run)
         self.restore(payload["library"])
         iteration = int(payload["seedlock"]["iteration"])
@@ -307,4 +310,5 @@ class SeedlockPPO(PPO):
                 f"steps per iteration, but this run takes {self.steps_per_iteration:,} (n_steps x num_envs); "
                 "continue it with the same num_envs and agent.n_steps."
             )
+        restore_run_state(self.run, payload)
         return iteration + 1

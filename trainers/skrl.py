@@ -54,6 +54,7 @@ from trainers.interface import (
     TrainSummary,
     load_checkpoint,
     record_iteration,
+    restore_run_state,
     save_checkpoint,
     summarize,
 )
@@ -68,8 +69,8 @@ FINAL_OBSERVATIONS = "final_observations"
 
 def train(run: TrainingRun) -> TrainSummary:
     agent = build_agent(run)
-    if run.cfg.checkpoint:
-        payload = load_checkpoint(Path(run.cfg.checkpoint), run)
+    payload = load_checkpoint(Path(run.cfg.checkpoint), run) if run.cfg.checkpoint else None
+    if payload is not None:
         agent.restore(payload["library"])
         agent.iteration = int(payload["seedlock"]["iteration"])
         agent.timestep_offset = (agent.iteration + 1) * agent.cfg.rollouts
@@ -77,6 +78,9 @@ def train(run: TrainingRun) -> TrainSummary:
     if remaining > 0:
         timesteps = remaining * agent.cfg.rollouts
         trainer = SequentialTrainer(env=agent.env, agents=agent, cfg=trainer_config(run, timesteps))
+        if payload is not None:
+            # Last, after everything skrl builds (models draw their weights from the RNGs).
+            restore_run_state(run, payload)
         try:
             trainer.train()
         finally:

@@ -20,7 +20,7 @@ import tasks
 import trainers
 from determinism import FingerprintWriter
 from determinism.manifest import config_sha256
-from trainers.interface import CheckpointError, TrainingRun, TrainSummary
+from trainers.interface import CheckpointError, TrainingRun, TrainSummary, read_checkpoint_header, resolve_checkpoint
 from trainers.run_config import ConfigError, register, validate
 
 register()
@@ -46,6 +46,7 @@ def main(cfg: DictConfig) -> None:
         run_training(cfg)
     except USER_ERRORS as error:
         print(f"seedlock-train: error: {error}", file=sys.stderr)
+        remove_if_empty(current_run_dir(cfg))  # Hydra made it before the job ran
         sys.exit(2)
 
 
@@ -54,6 +55,8 @@ def run_training(cfg: DictConfig) -> TrainSummary:
     validate(cfg)
     run_dir = current_run_dir(cfg)
     refuse_existing_run(run_dir)
+    if cfg.checkpoint:
+        continue_from_checkpoint(cfg)
     manifest = determinism.apply(cfg)  # first: before the env, before CUDA
     if manifest.seed_source == "random":
         print(f"seedlock: seed={cfg.seed} drew seed {manifest.seed}; repeat this run with seed={manifest.seed}")
@@ -70,10 +73,24 @@ def run_training(cfg: DictConfig) -> TrainSummary:
     env = tasks.make(cfg.task.name, dict(cfg.task.env), cfg.num_envs, manifest.seed, cfg.device)
     adapter = trainers.adapter(cfg.trainer.name)
     start = time.perf_counter()
-    with FingerprintWriter(run_dir) as fingerprints:
+    with FingerprintWriter(run_dir, snapshots=cfg.fingerprints.snapshots) as fingerprints:
         summary = adapter.train(TrainingRun(env, cfg, run_dir, manifest.seed, fingerprints))
     print_summary(summary, time.perf_counter() - start, run_dir)
     return summary
+
+
+def continue_from_checkpoint(cfg: DictConfig) -> None:
+    """``checkpoint=`` as the file to continue from (a run dir means its latest checkpoint). A run
+    that asks for a random seed continues with the checkpointed run's seed, so the same command
+    plus ``checkpoint=...`` restarts a pre-empted run as the same run."""
+    path = resolve_checkpoint(cfg.checkpoint)
+    header = read_checkpoint_header(path, str(cfg.task.name), str(cfg.trainer.name))
+    cfg.checkpoint = str(path)
+    print(f"seedlock: continuing from {path} (after iteration {header['iteration']})")
+    if cfg.seed is None or cfg.seed == -1:
+        requested = "null" if cfg.seed is None else "-1"
+        cfg.seed = int(header["seed"])
+        print(f"seedlock: seed={requested} continues the checkpointed run's seed {cfg.seed}")
 
 
 def current_run_dir(cfg: DictConfig) -> Path:
@@ -81,6 +98,13 @@ def current_run_dir(cfg: DictConfig) -> Path:
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     return Path(cfg.run_dir)
+
+
+def remove_if_empty(run_dir: Path) -> None:
+    try:
+        run_dir.rmdir()  # only ever succeeds on an empty directory
+    except OSError:
+        pass
 
 
 def refuse_existing_run(run_dir: Path) -> None:
