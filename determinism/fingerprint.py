@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 FINGERPRINT_FILE = "fingerprints.jsonl"
+SNAPSHOT_DIR = "snapshots"
 
 
 def tensor_bytes(tensor: torch.Tensor) -> bytes:
@@ -55,7 +56,10 @@ def named_parameters(modules: Mapping[str, torch.nn.Module]) -> list[tuple[str, 
 
 def fingerprint_parameters(modules: Mapping[str, torch.nn.Module]) -> tuple[str, dict[str, str]]:
     """The combined sha256 and a short per-tensor hash (to name which tensors differ)."""
-    named = named_parameters(modules)
+    return fingerprint_named(named_parameters(modules))
+
+
+def fingerprint_named(named: list[tuple[str, torch.Tensor]]) -> tuple[str, dict[str, str]]:
     per_tensor = {name: hash_tensor(name, tensor)[:16] for name, tensor in named}
     return hash_named_tensors(named), per_tensor
 
@@ -89,15 +93,30 @@ class Fingerprint:
     parameters: dict[str, str] = field(default_factory=dict)
 
 
+def snapshot_path(run_dir: Path, iteration: int) -> Path:
+    return Path(run_dir) / SNAPSHOT_DIR / f"iteration_{iteration}.pt"
+
+
 class FingerprintWriter:
     """Appends one line per iteration to ``run_dir/fingerprints.jsonl`` and flushes it, so a
-    killed run keeps every iteration it finished."""
+    killed run keeps every iteration it finished.
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / FINGERPRINT_FILE
+    With ``snapshots`` it also keeps the fingerprinted tensors of every iteration in
+    ``run_dir/snapshots/iteration_<N>.pt``, so that a divergence between two runs can be measured
+    (``seedlock-verify`` turns this on; it costs a copy of the parameters per iteration).
+    """
+
+    def __init__(self, run_dir: Path, snapshots: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / FINGERPRINT_FILE
+        self.snapshots = snapshots
         self._file = self.path.open("a", encoding="utf-8")
 
-    def write(self, fingerprint: Fingerprint) -> None:
+    def write(self, fingerprint: Fingerprint, tensors: Iterable[tuple[str, torch.Tensor]] = ()) -> None:
+        if self.snapshots:
+            path = snapshot_path(self.run_dir, fingerprint.iteration)
+            path.parent.mkdir(exist_ok=True)
+            torch.save({name: tensor.detach().to("cpu").clone() for name, tensor in tensors}, path)
         self._file.write(json.dumps(asdict(fingerprint), sort_keys=True) + "\n")
         self._file.flush()
 

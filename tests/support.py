@@ -15,7 +15,15 @@ from trainers.run_config import register
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # Every library with a conf/trainer/<name>.yaml; end-to-end tests run for each.
 TRAINERS = sorted(path.stem for path in (CONF_DIR / "trainer").glob("*.yaml"))
-SEEDLOCK_TRAIN = str(Path(sys.executable).with_name("seedlock-train"))
+def _command(script: str, module: str) -> list[str]:
+    """The console script beside this Python, or ``python -m`` where the project is on the path
+    without being installed (the GPU machine)."""
+    path = Path(sys.executable).with_name(script)
+    return [str(path)] if path.exists() else [sys.executable, "-m", module]
+
+
+SEEDLOCK_TRAIN = _command("seedlock-train", "trainers.train")
+SEEDLOCK_VERIFY = _command("seedlock-verify", "trainers.verify")
 # Small enough for a few seconds a run, big enough that PPO updates do real work.
 SMALL = ("num_envs=64", "max_iterations=3")
 
@@ -24,11 +32,17 @@ def run_train(*overrides: str, check: bool = True) -> subprocess.CompletedProces
     """Run ``seedlock-train`` in its own process, as a user would."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(
-        [SEEDLOCK_TRAIN, *overrides], capture_output=True, text=True, env=env, timeout=600
+        [*SEEDLOCK_TRAIN, *overrides], capture_output=True, text=True, env=env, timeout=600
     )
     if check and result.returncode != 0:
         raise AssertionError(f"seedlock-train {' '.join(overrides)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def run_verify(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``seedlock-verify`` in its own process."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([*SEEDLOCK_VERIFY, *args], capture_output=True, text=True, env=env, timeout=1800)
 
 
 def compose_config(*overrides: str) -> DictConfig:

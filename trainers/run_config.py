@@ -55,6 +55,13 @@ class RendererConfig:
 
 
 @dataclass
+class FingerprintsConfig:
+    # Keep each iteration's parameter tensors in run_dir/snapshots/, so that a divergence can be
+    # measured; seedlock-verify turns it on.
+    snapshots: bool = False
+
+
+@dataclass
 class TrainConfig:
     task: TaskConfig = MISSING
     trainer: TrainerConfig = MISSING
@@ -62,12 +69,13 @@ class TrainConfig:
     seeding: SeedingConfig = MISSING
     determinism: DeterminismConfig = MISSING
     renderer: RendererConfig = MISSING
+    fingerprints: FingerprintsConfig = field(default_factory=FingerprintsConfig)
     seed: Optional[int] = 42
     torch_deterministic: bool = False
     num_envs: int = "${task.num_envs}"  # type: ignore[assignment]
     max_iterations: int = "${agent.max_iterations}"  # type: ignore[assignment]
     device: str = "cpu"
-    checkpoint: Optional[str] = None
+    checkpoint: Optional[str] = None  # a checkpoint file, or a run dir for its latest one
     experiment: str = "${task.name}_${trainer.name}"
     run_dir: str = "runs/${experiment}/${now:%Y-%m-%d_%H-%M-%S_%f}"
 
