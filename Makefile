@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.seedlock-installed
 # user's own (CUDA) torch is never replaced and pip never pulls a multi-GB CUDA wheel.
 TORCH_LOCAL ?= torch==2.13.0
 
-.PHONY: install train test test-all clean
+.PHONY: install train test test-all test-gpu bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ test: install
 ## Every test, the slow training runs included.
 test-all: install
 	$(PY) -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
+
+## CUDA determinism for every library (device=cuda); skipped cleanly without an NVIDIA GPU.
+## Results, with the GPU's name and the date: bench/results/gpu_determinism.jsonl
+test-gpu: install
+	$(PY) -m pytest -q -m gpu -rs $(PYTEST_ARGS)
+
+## Wall time and iterations to the episode cap for each library's default CartPole run.
+bench: install
+	$(PY) -m bench.time_to_cap $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
