@@ -44,7 +44,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(
         {
             "bit_generator": numpy["bit_generator"],
-            "state": {"key": numpy["key"].numpy().astype(np.uint32), "pos": numpy["pos"]},
+            "state": {"key": numpy["key"].cpu().numpy().astype(np.uint32), "pos": numpy["pos"]},
             "has_gauss": numpy["has_gauss"],
             "gauss": numpy["gauss"],
         }

@@ -10,6 +10,10 @@ from pathlib import Path
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
+import determinism
+import tasks
+from determinism import FingerprintWriter
+from trainers.interface import TrainingRun
 from trainers.run_config import register
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -50,3 +54,14 @@ def compose_config(*overrides: str) -> DictConfig:
     register()
     with initialize_config_module(config_module="conf", version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides))
+
+
+def in_process_run(run_dir: Path, *overrides: str, fingerprints: FingerprintWriter | None = None) -> TrainingRun:
+    """A run as ``seedlock-train`` builds it, in this process: the composed config, determinism
+    applied first, then the task. Tests that use it restore torch's state (``restore_torch_state``)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = compose_config(*overrides, f"run_dir={run_dir}")
+    manifest = determinism.apply(cfg)
+    cfg.seed = manifest.seed
+    env = tasks.make(cfg.task.name, dict(cfg.task.env), cfg.num_envs, manifest.seed, cfg.device)
+    return TrainingRun(env, cfg, run_dir, manifest.seed, fingerprints or FingerprintWriter(run_dir))

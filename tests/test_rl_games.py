@@ -9,21 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import determinism
-import tasks
-from determinism import FingerprintWriter, read_fingerprints
-from tests.support import SMALL, compose_config, run_train
+from determinism import read_fingerprints
+from tests.support import SMALL, in_process_run, run_train
 from trainers import rl_games
 from trainers.interface import TrainingRun
 from trainers.run_config import ConfigError
 
 
 def _run(tmp_path: Path, *overrides: str) -> TrainingRun:
-    cfg = compose_config("trainer=rl_games", *SMALL, f"run_dir={tmp_path}", *overrides)
-    manifest = determinism.apply(cfg)
-    env = tasks.make(cfg.task.name, dict(cfg.task.env), cfg.num_envs, manifest.seed, cfg.device)
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    return TrainingRun(env, cfg, tmp_path, manifest.seed, FingerprintWriter(tmp_path))
+    return in_process_run(tmp_path, "trainer=rl_games", *SMALL, *overrides)
 
 
 def _agent(run: TrainingRun, resume: dict | None = None) -> tuple[rl_games.SeedlockRunner, rl_games.SeedlockA2CAgent]:

@@ -7,20 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import determinism
-import tasks
-from determinism import FingerprintWriter, read_fingerprints
-from tests.support import SMALL, compose_config, run_train
+from determinism import read_fingerprints
+from tests.support import SMALL, in_process_run, run_train
 from trainers import rsl_rl
 from trainers.interface import CheckpointError, TrainingRun
 
 
 def _run(tmp_path: Path, *overrides: str) -> TrainingRun:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    cfg = compose_config(*SMALL, f"run_dir={tmp_path}", *overrides)
-    manifest = determinism.apply(cfg)
-    env = tasks.make(cfg.task.name, {}, cfg.num_envs, manifest.seed, cfg.device)
-    return TrainingRun(env, cfg, tmp_path, manifest.seed, FingerprintWriter(tmp_path))
+    return in_process_run(tmp_path, *SMALL, *overrides)
 
 
 @pytest.mark.usefixtures("restore_torch_state")

@@ -12,11 +12,10 @@ from stable_baselines3 import PPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import determinism
-import tasks
 from determinism import FingerprintWriter, read_fingerprints
 from determinism.fingerprint import fingerprint_parameters
 from tasks.cartpole import CartpoleConfig, CartpoleEnv
-from tests.support import SMALL, compose_config, run_train
+from tests.support import SMALL, in_process_run, run_train
 from trainers import sb3
 from trainers.interface import TrainingRun
 
@@ -27,12 +26,7 @@ SB3_SMALL = ("trainer=sb3", *SMALL, "determinism.num_threads=1")
 
 
 def _run(run_dir: Path, fingerprints: FingerprintWriter, *overrides: str) -> TrainingRun:
-    """A run as train.py builds it, in this process: determinism first, then the task."""
-    cfg = compose_config(*SB3_SMALL, f"run_dir={run_dir}", *overrides)
-    manifest = determinism.apply(cfg)
-    cfg.seed = manifest.seed
-    env = tasks.make(cfg.task.name, dict(cfg.task.env), cfg.num_envs, manifest.seed, cfg.device)
-    return TrainingRun(env, cfg, run_dir, manifest.seed, fingerprints)
+    return in_process_run(run_dir, *SB3_SMALL, *overrides, fingerprints=fingerprints)
 
 
 def test_sb3_is_seeded_with_the_resolved_run_seed_and_only_with_it(tmp_path: Path, monkeypatch) -> None:

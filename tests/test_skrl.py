@@ -10,11 +10,9 @@ import pytest
 import skrl
 import torch
 
-import determinism
-import tasks
 from determinism import FingerprintWriter, read_fingerprints
 from tasks.cartpole import CartpoleConfig, CartpoleEnv
-from tests.support import SMALL, compose_config, run_train
+from tests.support import SMALL, compose_config, in_process_run, run_train
 from trainers import skrl as adapter
 from trainers.interface import TrainingRun
 
@@ -22,11 +20,7 @@ SKRL = ("trainer=skrl", *SMALL)
 
 
 def _run(tmp_path: Path, *overrides: str) -> TrainingRun:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    cfg = compose_config(*SKRL, f"run_dir={tmp_path}", *overrides)
-    manifest = determinism.apply(cfg)
-    env = tasks.make(cfg.task.name, {}, cfg.num_envs, manifest.seed, cfg.device)
-    return TrainingRun(env, cfg, tmp_path, manifest.seed, FingerprintWriter(tmp_path))
+    return in_process_run(tmp_path, *SKRL, *overrides)
 
 
 @pytest.mark.usefixtures("restore_torch_state")

@@ -180,7 +180,9 @@ def load_checkpoint(path: Path, run: TrainingRun) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint={str(path)!r} is not a file.")
-    payload = _load(path, run.device)
+    # On the CPU: the RNG and generator states must stay there; the libraries' load_state_dict
+    # copies weights onto the device of the models they were built on.
+    payload = _load(path, "cpu")
     _check_header(path, payload, str(run.cfg.task.name), str(run.cfg.trainer.name))
     return payload
 
