@@ -78,7 +78,7 @@ def first_divergence(
     if lines == reference:
         return None
     lengths = (len(reference), len(lines))
-    for position, (expected, actual) in enumerate(zip(reference, lines)):
+    for expected, actual in zip(reference, lines):
         if expected != actual:
             iteration = expected["iteration"]
             fields = sorted(key for key in expected.keys() | actual.keys() if expected.get(key) != actual.get(key))
@@ -122,7 +122,7 @@ def _load_snapshot(run_dir: Path, iteration: int) -> dict[str, torch.Tensor] | N
 
 def manifest_differences(paths: list[Path]) -> dict[str, list[Any]]:
     """Dotted manifest fields whose values are not the same in every run, with each run's value."""
-    flat = [_flatten(json.loads(path.read_text())) if path.is_file() else {} for path in paths]
+    flat = [flatten(json.loads(path.read_text())) if path.is_file() else {} for path in paths]
     keys = sorted(set().union(*flat))
     return {
         key: [values.get(key) for values in flat]
@@ -132,11 +132,12 @@ def manifest_differences(paths: list[Path]) -> dict[str, list[Any]]:
     }
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as ``{"a.b.c": leaf}`` (an empty dict is a leaf)."""
     if isinstance(tree, dict) and tree:
         flat: dict[str, Any] = {}
         for key, value in tree.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         return flat
     return {prefix.rstrip("."): tree}
 

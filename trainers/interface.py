@@ -24,6 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from determinism import Fingerprint, FingerprintWriter, fingerprint_optimizer
+from determinism.compare import flatten
 from determinism.fingerprint import fingerprint_named, named_parameters
 from determinism.rng_state import capture_rng_state, restore_rng_state
 from tasks.cartpole import CartpoleEnv
@@ -180,9 +181,7 @@ def load_checkpoint(path: Path, run: TrainingRun) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint={str(path)!r} is not a file.")
-    # On the CPU: the RNG and generator states must stay there; the libraries' load_state_dict
-    # copies weights onto the device of the models they were built on.
-    payload = _load(path, "cpu")
+    payload = _load(path)
     _check_header(path, payload, str(run.cfg.task.name), str(run.cfg.trainer.name))
     return payload
 
@@ -190,13 +189,15 @@ def load_checkpoint(path: Path, run: TrainingRun) -> dict[str, Any]:
 def read_checkpoint_header(path: Path, task: str, trainer: str) -> dict[str, Any]:
     """The checkpoint's ``seedlock`` header, read on the CPU before the run starts (and before
     anything starts CUDA), so an unusable checkpoint fails before a run dir is written."""
-    payload = _load(path, "cpu")
+    payload = _load(path)
     return _check_header(path, payload, task, trainer)
 
 
-def _load(path: Path, device: str) -> Any:
+def _load(path: Path) -> Any:
+    # On the CPU: the RNG and generator states must stay there; the libraries' load_state_dict
+    # copies weights onto the device of the models they were built on.
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated, not a torch file, or unsafe contents
         reason = " ".join(str(error).split())[:300]
         raise CheckpointError(f"checkpoint={str(path)!r} cannot be loaded safely: {reason}") from None
@@ -222,23 +223,14 @@ def _check_header(path: Path, payload: Any, task: str, trainer: str) -> dict[str
 def config_changes(payload: dict[str, Any], run: TrainingRun) -> list[str]:
     """The run-config keys (dotted) whose values differ from the checkpointed run's, other than
     those a continued run may change (run_dir, checkpoint, max_iterations, experiment)."""
-    saved = _flatten(json.loads(payload["seedlock"]["config"]))
-    current = _flatten(OmegaConf.to_container(run.cfg, resolve=True))
+    saved = flatten(json.loads(payload["seedlock"]["config"]))
+    current = flatten(OmegaConf.to_container(run.cfg, resolve=True))
     keys = sorted(set(saved) | set(current))
     return [
         f"{key}: {saved.get(key, '<unset>')!r} -> {current.get(key, '<unset>')!r}"
         for key in keys
         if key.split(".")[0] not in RESUME_FREE_KEYS and saved.get(key) != current.get(key)
     ]
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        flat: dict[str, Any] = {}
-        for key, value in tree.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): tree}
 
 
 def restore_run_state(run: TrainingRun, payload: dict[str, Any]) -> None:
