@@ -51,7 +51,7 @@ class DeterminismConfig:
 @dataclass
 class RendererConfig:
     name: str = "default"
-    kit: Optional[str] = None  # Isaac Sim experience file in kits/ (null: Isaac Lab's own)
+    kit: Optional[str] = None  # the Isaac Sim experience file in kits/ (null: Isaac Lab's own)
 
 
 @dataclass
