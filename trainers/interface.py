@@ -109,6 +109,11 @@ def summarize(run: TrainingRun, iterations: int, env_steps: int, last_checkpoint
     )
 
 
+def checkpoint_due(run: TrainingRun, iteration: int) -> bool:
+    """Every ``trainer.checkpoint_interval`` iterations from iteration 0, and the run's last one."""
+    return iteration % int(run.cfg.trainer.checkpoint_interval) == 0 or iteration == run.max_iterations - 1
+
+
 def save_checkpoint(run: TrainingRun, iteration: int, library_state: dict[str, Any]) -> Path:
     """Write ``checkpoints/model_<iteration>.pt`` atomically: a temp file in the same directory,
     then a rename, so a crash mid-write leaves the previous checkpoint intact.

@@ -50,6 +50,7 @@ from trainers.interface import (
     Policy,
     TrainingRun,
     TrainSummary,
+    checkpoint_due,
     load_checkpoint,
     record_iteration,
     restore_run_state,
@@ -223,8 +224,7 @@ class SeedlockA2CAgent(a2c_continuous.A2CAgent):
             optimizer_state=self.optimizer.state_dict(),
             losses={key: torch_ext.mean_list(values).item() for key, values in losses.items() if values},
         )
-        interval = int(self.run.cfg.trainer.checkpoint_interval)
-        if iteration % interval == 0 or iteration == self.run.max_iterations - 1:
+        if checkpoint_due(self.run, iteration):
             self.last_checkpoint = save_checkpoint(self.run, iteration, self.seedlock_state(iteration))
         return result
 

@@ -43,6 +43,7 @@ from trainers.interface import (
     Policy,
     TrainingRun,
     TrainSummary,
+    checkpoint_due,
     load_checkpoint,
     record_iteration,
     restore_run_state,
@@ -279,7 +280,7 @@ class SeedlockPPO(PPO):
             losses={key: values[f"train/{key}"] for key in LOSS_KEYS},
         )
         self.dump_logs(iteration + 1)
-        if iteration % int(self.run.cfg.trainer.checkpoint_interval) == 0 or iteration == self.run.max_iterations - 1:
+        if checkpoint_due(self.run, iteration):
             self.last_checkpoint = save_checkpoint(self.run, iteration, self.state())
 
     def state(self) -> dict[str, Any]:

@@ -52,6 +52,7 @@ from trainers.interface import (
     Policy,
     TrainingRun,
     TrainSummary,
+    checkpoint_due,
     load_checkpoint,
     record_iteration,
     restore_run_state,
@@ -283,8 +284,7 @@ class SeedlockPPO(PPO):
             optimizer_state=self.optimizer.state_dict(),
             losses=self.last_losses(),
         )
-        interval = int(self.run.cfg.trainer.checkpoint_interval)
-        if self.iteration % interval == 0 or self.iteration == self.run.max_iterations - 1:
+        if checkpoint_due(self.run, self.iteration):
             self.last_checkpoint = save_checkpoint(self.run, self.iteration, self.library_state())
 
     def fingerprint_modules(self) -> dict[str, torch.nn.Module]:
