@@ -156,6 +156,7 @@ class CartpoleEnv:
         force = self.cfg.action_scale * actions.reshape(self.num_envs, -1)[:, 0].clamp(-1.0, 1.0)
         for _ in range(self.cfg.decimation):
             self._integrate(force.to(self.device))
+        self._after_physics()
         self.episode_length += 1
         cart_pos, cart_vel, pole_angle, pole_vel = self.state.unbind(dim=1)
         terminated = (cart_pos.abs() > self.cfg.max_cart_pos) | (pole_angle.abs() > math.pi / 2)
@@ -166,6 +167,9 @@ class CartpoleEnv:
         self.statistics.record(reward, done, self.episode_length)
         self._reset_rows(done)
         return StepResult(self.observations(), reward, terminated, truncated, final_obs)
+
+    def _after_physics(self) -> None:
+        """Called once per step after the physics, before rewards and resets (a camera renders here)."""
 
     def _integrate(self, force: torch.Tensor) -> None:
         cfg = self.cfg

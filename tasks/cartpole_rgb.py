@@ -1,0 +1,149 @@
+"""CartPole observed through a camera: the embedded counterpart of Isaac Lab's
+``Isaac-Cartpole-RGB-Camera-Direct-v0``.
+
+The physics, rewards, resets and episode statistics are :mod:`tasks.cartpole`'s; only the
+observation changes: ``frame_stack`` RGB frames of a side-on camera, ``frame_interval`` steps
+apart, stacked on the channel axis: ``(N, 3·frame_stack, height, width)`` (64×32 by default)
+float32, each frame less its mean per channel as Isaac Lab's camera task does. Isaac Lab observes
+one frame; one frame holds no velocity, so the default stacks two (as Atari agents stack frames);
+``+task.env.frame_stack=1`` gives Isaac Lab's observation.
+
+A new frame is drawn after every physics step; an env that resets has its whole stack filled
+with its first frame, so nothing of an episode leaks into the next.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium
+import numpy as np
+import torch
+
+from tasks.cartpole import CartpoleConfig, CartpoleEnv
+from tasks.rasterizer import Camera, CartpoleRasterizer, RenderSettings
+
+GIF_NAME = "policy_view.gif"
+GIF_SCALE = 4  # each pixel drawn as a 4×4 block, so a 64×64 view is visible
+
+
+@dataclass(frozen=True)
+class CartpoleRgbConfig(CartpoleConfig):
+    """CartPole's parameters plus the camera's."""
+
+    # [px]. Isaac Lab's camera task renders 100×100; the rail is wide and the pole short, so a 2:1
+    # view of the whole rail wastes no pixels on sky and halves the CNN's work on a CPU.
+    width: int = 64
+    height: int = 32
+    initial_pole_angle_range: tuple[float, float] = (-0.125, 0.125)  # [π rad], Isaac Lab's camera task's
+    frame_stack: int = 2
+    # Steps between the stacked frames. One step (1/60 s) moves a swinging pole's tip a fifth of a
+    # pixel, too little to see a velocity in; four steps apart it moves about a pixel.
+    frame_interval: int = 4
+    # Isaac Lab's normalization: subtract each frame's mean per colour channel, so the policy sees
+    # the cart and pole against a background near zero (values in [-1, 1]).
+    subtract_mean: bool = True
+    # Keep env 0's last N frames and write them to <run_dir>/policy_view.gif at the end (0: off).
+    record_frames: int = 0
+
+
+class CartpoleRgbEnv(CartpoleEnv):
+    """``num_envs`` cart-poles, observed as stacked camera frames."""
+
+    def __init__(
+        self, num_envs: int, seed: int, device: str | torch.device = "cpu",
+        config: CartpoleRgbConfig | None = None, render: RenderSettings | None = None,
+    ) -> None:
+        config = config or CartpoleRgbConfig()
+        if config.frame_stack < 1 or config.frame_interval < 1 or config.width < 8 or config.height < 8:
+            raise ValueError(
+                f"task.env frame_stack={config.frame_stack}, frame_interval={config.frame_interval}, "
+                f"width={config.width}, height={config.height} are not valid: frame_stack and frame_interval "
+                "must be >= 1 and the image at least 8×8 pixels."
+            )
+        self.render_settings = render or RenderSettings()
+        self.rasterizer = CartpoleRasterizer(
+            Camera(width=config.width, height=config.height), self.render_settings, torch.device(device)
+        )
+        # every frame since the oldest one observed; observations() picks every frame_interval-th
+        self.history_length = (config.frame_stack - 1) * config.frame_interval + 1
+        observed = torch.arange(0, self.history_length, config.frame_interval)
+        self.observed_channels = (3 * observed.unsqueeze(1) + torch.arange(3)).flatten().to(device)
+        channels = 3 * config.frame_stack
+        self.frames = torch.zeros(
+            num_envs, 3 * self.history_length, config.height, config.width,
+            dtype=self.render_settings.dtype, device=device,
+        )
+        self.recording: deque[np.ndarray] = deque(maxlen=config.record_frames)
+        super().__init__(num_envs, seed, device, config)
+        low = -1.0 if config.subtract_mean else 0.0
+        self.observation_space = gymnasium.spaces.Box(
+            low, 1.0, shape=(channels, config.height, config.width), dtype=np.float32
+        )
+
+    @property
+    def num_obs(self) -> int:
+        """The number of values in one observation (the image's C·H·W)."""
+        return int(np.prod(self.observation_space.shape))
+
+    def observations(self) -> torch.Tensor:
+        """The stacked frames, oldest first, as float32 in the renderer's memory layout."""
+        frames = self.frames.index_select(1, self.observed_channels).to(torch.float32)
+        if self.cfg.subtract_mean:
+            frames = frames - frames.mean(dim=(2, 3), keepdim=True)
+        return frames.contiguous(memory_format=self._memory_format)
+
+    def state_dict(self) -> dict[str, object]:
+        return {**super().state_dict(), "frames": self.frames.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.frames = state["frames"].to(self.device).clone().contiguous(memory_format=self._memory_format)
+
+    def _after_physics(self) -> None:
+        """Push the frame of the new state onto every env's stack."""
+        frame = self._render(slice(None))
+        self.frames = torch.cat((self.frames[:, 3:], frame), dim=1).contiguous(memory_format=self._memory_format)
+        if self.recording.maxlen:
+            self.recording.append(to_uint8_image(frame[0]))
+
+    def _reset_rows(self, rows: torch.Tensor) -> None:
+        """Reset the physics, then fill the reset envs' stacks with their first frame."""
+        super()._reset_rows(rows)
+        ids = rows.nonzero().flatten()
+        if ids.numel():
+            first = self._render(ids).repeat(1, self.history_length, 1, 1)
+            # out of place: an observation handed out before the reset must keep its frames
+            self.frames = self.frames.index_put((ids,), first)
+
+    def _render(self, rows: slice | torch.Tensor) -> torch.Tensor:
+        cart_pos, _, pole_angle, _ = self.state[rows].unbind(dim=1)
+        return self.rasterizer.render(cart_pos, pole_angle)
+
+    @property
+    def _memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.render_settings.channels_last else torch.contiguous_format
+
+    def save_recording(self, run_dir: Path) -> Path | None:
+        """Write the recorded frames of env 0 (what its policy saw last) as an animated GIF."""
+        if not self.recording:
+            return None
+        return write_gif(list(self.recording), run_dir / GIF_NAME, frame_ms=round(1000 * self.cfg.sim_dt * self.cfg.decimation))
+
+
+def to_uint8_image(frame: torch.Tensor) -> np.ndarray:
+    """A (3, H, W) frame in [0, 1] as an (H, W, 3) uint8 array."""
+    return (frame.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def write_gif(frames: list[np.ndarray], path: Path, frame_ms: int) -> Path:
+    """An animated GIF of (H, W, 3) uint8 frames, each pixel scaled up ``GIF_SCALE`` times."""
+    from PIL import Image  # only the recording needs Pillow
+
+    images = [Image.fromarray(frame).resize((frame.shape[1] * GIF_SCALE, frame.shape[0] * GIF_SCALE), Image.NEAREST) for frame in frames]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
+    return path
+
