@@ -47,6 +47,8 @@ class RunManifest:
     )
     config_sha256: str | None = None
     run: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The rendering that was applied: the embedded renderer's settings, or the Isaac Sim kit.
+    renderer: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n")

@@ -63,5 +63,5 @@ def in_process_run(run_dir: Path, *overrides: str, fingerprints: FingerprintWrit
     cfg = compose_config(*overrides, f"run_dir={run_dir}")
     manifest = determinism.apply(cfg)
     cfg.seed = manifest.seed
-    env = tasks.make(cfg.task.name, dict(cfg.task.env), cfg.num_envs, manifest.seed, cfg.device)
+    env = tasks.make_for_run(cfg, manifest.seed)
     return TrainingRun(env, cfg, run_dir, manifest.seed, fingerprints or FingerprintWriter(run_dir))

@@ -24,6 +24,8 @@ class TaskConfig:
     backend: str = "embedded"
     num_envs: int = 4096
     env: Dict[str, Any] = field(default_factory=dict)  # the task's own parameters
+    id: Optional[str] = None  # task=isaaclab: the Isaac Lab task id (gym registry)
+    app: Dict[str, Any] = field(default_factory=dict)  # task=isaaclab: AppLauncher's keyword arguments
 
 
 @dataclass
@@ -49,9 +51,19 @@ class DeterminismConfig:
 
 
 @dataclass
+class EmbeddedRendererConfig:
+    """tasks.rasterizer.RenderSettings: what the embedded renderer leaves free or fixes."""
+
+    supersampling: int = 2
+    precision: str = "float32"
+    channels_last: bool = False
+
+
+@dataclass
 class RendererConfig:
     name: str = "default"
     kit: Optional[str] = None  # the Isaac Sim experience file in kits/ (null: Isaac Lab's own)
+    embedded: EmbeddedRendererConfig = field(default_factory=EmbeddedRendererConfig)
 
 
 @dataclass

@@ -6,6 +6,7 @@ can initialise CUDA, identically for every library.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -58,6 +59,7 @@ def run_training(cfg: DictConfig) -> TrainSummary:
     if cfg.checkpoint:
         continue_from_checkpoint(cfg)
     manifest = determinism.apply(cfg)  # first: before the env, before CUDA
+    warn_unlocked_renderer(cfg)
     if manifest.seed_source == "random":
         print(f"seedlock: seed={cfg.seed} drew seed {manifest.seed}; repeat this run with seed={manifest.seed}")
     cfg.seed = manifest.seed  # config.yaml records the seed the run used
@@ -66,17 +68,53 @@ def run_training(cfg: DictConfig) -> TrainSummary:
     assert isinstance(resolved, dict)
     manifest.config_sha256 = config_sha256({k: v for k, v in resolved.items() if k not in ("run_dir", "checkpoint")})
     manifest.run = run_info(run_dir)
+    # The env before the run dir's files: a task that cannot be built (bad task.env key, Isaac Lab
+    # missing) leaves no half-made run behind.
+    env = tasks.make_for_run(cfg, manifest.seed)
+    manifest.renderer = rendering_applied(cfg, env)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     manifest.write(run_dir / "manifest.json")
-
-    env = tasks.make(cfg.task.name, dict(cfg.task.env), cfg.num_envs, manifest.seed, cfg.device)
     adapter = trainers.adapter(cfg.trainer.name)
     start = time.perf_counter()
     with FingerprintWriter(run_dir, snapshots=cfg.fingerprints.snapshots) as fingerprints:
         summary = adapter.train(TrainingRun(env, cfg, run_dir, manifest.seed, fingerprints))
     print_summary(summary, time.perf_counter() - start, run_dir)
+    save_recording = getattr(env, "save_recording", None)
+    if save_recording is not None and (gif := save_recording(run_dir)) is not None:
+        print(f"seedlock: what the policy saw (env 0, last frames): {gif}")
+    close = getattr(env, "close", None)
+    if close is not None:
+        close()  # last: closing Isaac Sim (task=isaaclab) can end the process
     return summary
+
+
+def rendering_applied(cfg: DictConfig, env: Any) -> dict[str, Any]:
+    """What the renderer group changed in this run: the embedded renderer's settings for a camera
+    task, Isaac Sim's launch (the kit's path) for Isaac Lab, nothing for a state task (recorded as
+    such, so a manifest never claims more)."""
+    record: dict[str, Any] = {"name": str(cfg.renderer.name)}
+    settings = getattr(env, "render_settings", None)
+    launch_info = getattr(env, "launch_info", None)
+    if settings is not None:
+        record["embedded"] = dataclasses.asdict(settings)
+    elif launch_info is not None:
+        record["isaacsim"] = launch_info
+        record["kit"] = launch_info.get("experience")
+    else:
+        record["applied"] = "nothing: this task draws no camera frames"
+    return record
+
+
+def warn_unlocked_renderer(cfg: DictConfig) -> None:
+    """determinism=strict selects renderer=deterministic unless the command line named another
+    renderer; say so when it did, since rendering then is not locked."""
+    if cfg.determinism.name == "strict" and cfg.renderer.name != "deterministic":
+        print(
+            f"seedlock: warning: determinism=strict with renderer={cfg.renderer.name}: camera frames are "
+            "rendered with that renderer's settings, not the deterministic ones.",
+            file=sys.stderr,
+        )
 
 
 def continue_from_checkpoint(cfg: DictConfig) -> None:
