@@ -18,3 +18,19 @@ def test_default_config_balances_cartpole_to_the_episode_cap(tmp_path: Path, tra
     assert fingerprints[-1]["iteration"] == compose_config(f"trainer={trainer}").max_iterations - 1
     assert fingerprints[-1]["mean_episode_length"] == 300.0
     assert "(at the cap)" in result.stdout
+
+
+# What each library's CNN policy reaches on cartpole_rgb (mean episode length, cap 300) with its
+# default config, on this CPU suite's 2-core machine and on the H100 (bench/results/gpu_cartpole_rgb.json).
+PIXELS_REACHED = {"rl_games": 250.0, "rsl_rl": 250.0, "skrl": 250.0, "sb3": 100.0}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_cnn_policy_learns_to_balance_from_pixels(tmp_path: Path, trainer: str) -> None:
+    run_train("task=cartpole_rgb", f"trainer={trainer}", "+task.env.record_frames=150", f"run_dir={tmp_path / 'run'}")
+    fingerprints = read_fingerprints(tmp_path / "run" / "fingerprints.jsonl")
+    lengths = [line["mean_episode_length"] or 0.0 for line in fingerprints]
+    print(f"{trainer}: mean episode length every 10 iterations {[round(x) for x in lengths[::10]]}")
+    assert lengths[-1] >= PIXELS_REACHED[trainer]
+    assert (tmp_path / "run" / "policy_view.gif").is_file()

@@ -28,16 +28,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gymnasium
 import numpy as np
 import torch
 from omegaconf import OmegaConf
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, NatureCNN
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from tasks.cartpole import CartpoleEnv
+from tasks.isaaclab import check_agent_inputs, is_isaaclab
 from trainers.interface import (
     CheckpointError,
     Policy,
@@ -97,8 +100,9 @@ def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
 def make_model(run: TrainingRun, seed: int | None) -> SeedlockPPO:
     policy, kwargs = ppo_kwargs(run)
     library = run.cfg.trainer.library
+    vec_env = isaaclab_vec_env(run) if is_isaaclab(run.env) else SB3VecEnv(run.env)
     model = SeedlockPPO(
-        run, policy, SB3VecEnv(run.env), seed=seed, device=run.device, verbose=int(library.verbose), **kwargs
+        run, policy, vec_env, seed=seed, device=run.device, verbose=int(library.verbose), **kwargs
     )
     # TensorBoard event files straight into run_dir/tensorboard (SB3's own tensorboard_log would
     # add a PPO_<n> subdirectory whose number depends on what is already there).
@@ -145,13 +149,48 @@ def _linear_schedule(key: str, value: str) -> LinearSchedule:
 
 
 def _torch_nn(key: str, value: Any) -> Any:
-    """``"nn.ELU"`` -> ``torch.nn.ELU``, as Isaac Lab's ``process_sb3_cfg`` does."""
+    """``"nn.ELU"`` -> ``torch.nn.ELU``, as Isaac Lab's ``process_sb3_cfg`` does; a
+    ``features_extractor_class`` name -> the class (:data:`FEATURES_EXTRACTORS`)."""
+    if key == "features_extractor_class":
+        if value not in FEATURES_EXTRACTORS:
+            raise ConfigError(
+                f"agent.policy_kwargs.features_extractor_class={value!r} is not valid; "
+                f"choices: {', '.join(FEATURES_EXTRACTORS)}."
+            )
+        return FEATURES_EXTRACTORS[value]
     if isinstance(value, str) and value.startswith("nn."):
         module = getattr(torch.nn, value[3:], None)
         if module is None:
             raise ConfigError(f"agent.policy_kwargs.{key}={value!r} is not valid: torch.nn has no {value[3:]}.")
         return module
     return value
+
+
+class ConvEncoder(BaseFeaturesExtractor):
+    """A small CNN for float images in (C, H, W): conv layers with ReLU, flattened, then a linear
+    layer with ReLU. SB3's NatureCNN (32/64/64 channels, 512 features, at least 36×36 pixels) is
+    the choice for large frames; this one is sized like the other libraries' camera-task CNNs."""
+
+    def __init__(
+        self, observation_space: gymnasium.spaces.Box, channels: list[int], kernel_sizes: list[int],
+        strides: list[int], features_dim: int = 128,
+    ) -> None:
+        super().__init__(observation_space, features_dim)
+        layers: list[torch.nn.Module] = []
+        in_channels = int(observation_space.shape[0])
+        for out_channels, kernel, stride in zip(channels, kernel_sizes, strides, strict=True):
+            layers += [torch.nn.Conv2d(in_channels, out_channels, kernel, stride), torch.nn.ReLU()]
+            in_channels = out_channels
+        self.cnn = torch.nn.Sequential(*layers, torch.nn.Flatten())
+        with torch.no_grad():  # the flattened size, from one pass of zeros (no RNG drawn)
+            flat = self.cnn(torch.zeros(1, *observation_space.shape)).shape[1]
+        self.linear = torch.nn.Sequential(torch.nn.Linear(flat, features_dim), torch.nn.ReLU())
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.cnn(observations))
+
+
+FEATURES_EXTRACTORS: dict[str, type[BaseFeaturesExtractor]] = {"ConvEncoder": ConvEncoder, "NatureCNN": NatureCNN}
 
 
 class SB3VecEnv(VecEnv):
@@ -313,3 +352,16 @@ class SeedlockPPO(PPO):
             )
         restore_run_state(self.run, payload)
         return iteration + 1
+
+
+def isaaclab_vec_env(run: TrainingRun) -> VecEnv:
+    """task=isaaclab: Isaac Lab's own SB3 wrapper around the Isaac Lab env, as Isaac Lab's
+    sb3/train.py builds it. ``PPO(seed=...)`` seeds the env through it (Isaac Lab's ``seed``), with
+    the run's seed and inside :meth:`SeedlockPPO.set_random_seed`, which keeps the cuDNN flags."""
+    from isaaclab_rl.sb3 import Sb3VecEnvWrapper
+
+    images = run.cfg.agent.get("policy") == "CnnPolicy" or "features_extractor_class" in run.cfg.agent.get(
+        "policy_kwargs", {}
+    )
+    check_agent_inputs(run.env, "sb3", agent_takes_images=images)
+    return Sb3VecEnvWrapper(run.env.env)

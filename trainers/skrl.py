@@ -48,6 +48,7 @@ from skrl.trainers.torch import SequentialTrainer, SequentialTrainerCfg
 from skrl.utils.model_instantiators.torch import deterministic_model, gaussian_model, shared_model
 
 from tasks.cartpole import CartpoleEnv
+from tasks.isaaclab import check_agent_inputs, is_isaaclab
 from trainers.interface import (
     Policy,
     TrainingRun,
@@ -98,7 +99,7 @@ def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
         # What skrl's trainers evaluate with: the agent's preprocessing, then the mean action
         # (the agent also samples an action, a draw from the global torch RNG that is dropped).
         with torch.inference_mode():
-            _, outputs = agent.act(obs, None, timestep=0, timesteps=0)
+            _, outputs = agent.act(obs.flatten(1), None, timestep=0, timesteps=0)
             return outputs["mean_actions"]
 
     return act
@@ -107,7 +108,7 @@ def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
 def build_agent(run: TrainingRun) -> SeedlockPPO:
     """The wrapped env, models and PPO agent of a run, from ``run.cfg.agent``."""
     skrl_config.torch.key = run.seed  # skrl's own seed slot: the run's seed, never skrl's default 0
-    env = SkrlEnv(run.env)
+    env = isaaclab_env(run) if is_isaaclab(run.env) else SkrlEnv(run.env)
     agent_cfg = OmegaConf.to_container(run.cfg.agent, resolve=True)
     assert isinstance(agent_cfg, dict)
     policy, value = build_models(env, agent_cfg["models"])
@@ -231,16 +232,18 @@ class SkrlEnv(Wrapper):
     def reset(self) -> tuple[torch.Tensor, dict[str, Any]]:
         # The task resets itself (at construction and per env when an episode ends), so this only
         # hands back the current observations, as skrl's Isaac Lab wrapper does after its first reset.
-        return self._env.observations(), {}
+        return self._env.observations().flatten(1), {}
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+        """Observations flattened to (num_envs, values), as skrl's memory stores them; its models
+        unflatten them to the observation space's shape (C, H, W for camera tasks)."""
         result = self._env.step(actions)
         return (
-            result.obs,
+            result.obs.flatten(1),
             result.reward.view(-1, 1),
             result.terminated.view(-1, 1),
             result.truncated.view(-1, 1),
-            {FINAL_OBSERVATIONS: result.final_obs},
+            {FINAL_OBSERVATIONS: result.final_obs.flatten(1)},
         )
 
     def state(self) -> torch.Tensor | None:
@@ -332,3 +335,19 @@ class SeedlockPPO(PPO):
         writer = getattr(self, "writer", None)
         if writer is not None:
             writer.close()
+
+
+def isaaclab_env(run: TrainingRun) -> Wrapper:
+    """task=isaaclab: Isaac Lab's own skrl wrapper around the Isaac Lab env (skrl's "isaaclab"
+    wrapper), as Isaac Lab's skrl/train.py builds it; built after ``skrl_config.torch.key`` is set,
+    since it resets the env with that seed. :func:`build_models` sizes its fixed inputs with
+    ``num_obs``/``num_actions``, which Isaac Lab's envs lack: the flat sizes of the spaces."""
+    import gymnasium
+    from isaaclab_rl.skrl import SkrlVecEnvWrapper
+
+    models = str(OmegaConf.to_container(run.cfg.agent.models))
+    check_agent_inputs(run.env, "skrl", agent_takes_images="conv2d" in models)
+    env = SkrlVecEnvWrapper(run.env.env, ml_framework="torch", wrapper="isaaclab")
+    env.num_obs = gymnasium.spaces.flatdim(env.observation_space)
+    env.num_actions = gymnasium.spaces.flatdim(env.action_space)
+    return env
