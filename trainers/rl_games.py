@@ -46,6 +46,7 @@ from rl_games.common.ivecenv import IVecEnv
 from rl_games.torch_runner import Runner
 
 from tasks.cartpole import CartpoleEnv
+from tasks.isaaclab import check_agent_inputs, is_isaaclab
 from trainers.interface import (
     Policy,
     TrainingRun,
@@ -179,7 +180,8 @@ class SeedlockRunner(Runner):
 
     def __init__(self, run: TrainingRun, resume: dict[str, Any] | None = None) -> None:
         self.agent: SeedlockA2CAgent | None = None
-        self.vec_env = RlGamesVecEnv(run.env, OmegaConf.to_container(run.cfg.agent.get("env", {})))
+        clipping = OmegaConf.to_container(run.cfg.agent.get("env", {}))
+        self.vec_env = isaaclab_vec_env(run, clipping) if is_isaaclab(run.env) else RlGamesVecEnv(run.env, clipping)
         vecenv.register(ENV_NAME, lambda config_name, num_actors, **kwargs: self.vec_env)
         env_configurations.register(ENV_NAME, {"vecenv_type": ENV_NAME, "env_creator": lambda **kwargs: self.vec_env})
 
@@ -254,3 +256,14 @@ class SeedlockA2CAgent(a2c_continuous.A2CAgent):
         """rl_games' own saves (a pickled .pth when max_epochs ends) are not written: seedlock's
         checkpoints are, in :meth:`train_epoch`."""
 
+
+def isaaclab_vec_env(run: TrainingRun, clipping: dict[str, float]) -> IVecEnv:
+    """task=isaaclab: Isaac Lab's own rl_games wrapper around the Isaac Lab env, with the agent
+    config's clipping, as Isaac Lab's rl_games/train.py builds it. :class:`SeedlockRunner` registers
+    it under ``ENV_NAME`` as it does the embedded tasks' vec env (Isaac Lab registers its
+    ``RlGamesGpuEnv``, which hands rl_games this same wrapper)."""
+    from isaaclab_rl.rl_games import RlGamesVecEnvWrapper
+
+    check_agent_inputs(run.env, "rl_games", agent_takes_images="cnn" in run.cfg.agent.network)
+    clip_obs = float(clipping.get("clip_observations", math.inf))
+    return RlGamesVecEnvWrapper(run.env.env, run.device, clip_obs, float(clipping.get("clip_actions", math.inf)))

@@ -18,6 +18,7 @@ from rsl_rl.runners import OnPolicyRunner
 from tensordict import TensorDict
 
 from tasks.cartpole import CartpoleEnv
+from tasks.isaaclab import check_agent_inputs, is_isaaclab
 from trainers.interface import (
     Policy,
     TrainingRun,
@@ -33,7 +34,7 @@ OBS_GROUP = "policy"
 
 
 def train(run: TrainingRun) -> TrainSummary:
-    env = RslRlVecEnv(run.env)
+    env = isaaclab_vec_env(run) if is_isaaclab(run.env) else RslRlVecEnv(run.env)
     runner = SeedlockRunner(env, runner_config(run), run)
     if run.cfg.checkpoint:
         runner.resume(Path(run.cfg.checkpoint))
@@ -48,7 +49,8 @@ def train(run: TrainingRun) -> TrainSummary:
 
 
 def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
-    runner = SeedlockRunner(RslRlVecEnv(run.env), runner_config(run), run)
+    env = isaaclab_vec_env(run) if is_isaaclab(run.env) else RslRlVecEnv(run.env)
+    runner = SeedlockRunner(env, runner_config(run), run)
     runner.alg.load(load_checkpoint(checkpoint, run)["library"], None, strict=True)
     actor = runner.get_inference_policy(device=run.device)
 
@@ -142,3 +144,12 @@ class SeedlockRunner(OnPolicyRunner):
         self.alg.load(payload["library"], None, strict=True)
         self.current_learning_iteration = int(payload["seedlock"]["iteration"]) + 1
         restore_run_state(self.run, payload)
+
+
+def isaaclab_vec_env(run: TrainingRun) -> VecEnv:
+    """task=isaaclab: Isaac Lab's own RSL-RL wrapper around the Isaac Lab env, as Isaac Lab's
+    rsl_rl/train.py builds it (``clip_actions`` from the agent config, None when unset)."""
+    from isaaclab_rl.rsl_rl import RslRlVecEnvWrapper
+
+    check_agent_inputs(run.env, "rsl_rl", agent_takes_images=run.cfg.agent.actor.class_name == "CNNModel")
+    return RslRlVecEnvWrapper(run.env.env, clip_actions=run.cfg.agent.get("clip_actions"))

@@ -1,0 +1,289 @@
+"""Isaac Lab tasks by id: ``task=isaaclab task.id=Isaac-Cartpole-RGB-Camera-Direct-v0``.
+
+The launch follows Isaac Lab's own ``scripts/reinforcement_learning/<library>/train.py``: Isaac Sim
+first, through ``isaaclab.app.AppLauncher`` (``isaaclab_tasks`` and the env classes can only be
+imported once the app runs), then the env cfg from the gym registry (``parse_env_cfg``), its
+``seed``, ``sim.device`` and ``scene.num_envs`` set, then ``gym.make(id, cfg=env_cfg)``. Each
+adapter wraps the env in Isaac Lab's wrapper for its library (``isaaclab_rl.<library>``), inside
+the adapter, since only adapters import training libraries.
+
+What seedlock decides, and why:
+
+- ``determinism.apply`` has run before Isaac Sim starts (``tasks.make`` refuses otherwise), so the
+  env vars (``CUBLAS_WORKSPACE_CONFIG``) are set before anything initialises CUDA.
+- ``experience`` is the kit the ``renderer`` group picked, as an absolute path into ``kits/``; Isaac
+  Lab's ``apps/`` folder is added to Kit's extension folders (``--ext-folder``), where that kit's
+  dependency ``isaaclab.python.headless.rendering`` lives.
+- The env seeds itself from ``env_cfg.seed`` (the run's seed) at construction and again on
+  ``reset(seed=...)``, through Isaac Sim's ``set_seed``, which also switches cuDNN benchmark on
+  and deterministic mode off. Those two calls run with the PyTorch flags ``determinism`` set
+  kept as they were; the re-seeding itself restarts the RNGs from the run's seed.
+- Episode returns and lengths are recorded into the same ``EpisodeStatistics`` as the embedded
+  tasks, so fingerprints carry the mean return for every library.
+- A run cannot continue from a checkpoint: the simulator's state (PhysX, renderer) cannot be saved.
+- Isaac Sim starts once per process, so one Isaac Lab run per process (no in-process sweeps).
+
+None of this has run on Isaac Sim: it is tested with fakes of Isaac Lab's modules (tests/fakes/).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib.metadata
+import importlib.util
+import inspect
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from tasks import TaskConfigError
+from tasks.cartpole import EpisodeStatistics
+
+REQUIRED_PACKAGES = ("isaacsim", "isaaclab", "isaaclab_tasks", "isaaclab_rl")
+KITS_DIR = Path(__file__).resolve().parent.parent / "kits"
+# AppLauncher arguments that the run config owns (renderer=, device=), not task.app.
+RUN_OWNED_APP_ARGS = {"experience": "renderer=", "device": "device="}
+RESUME_REFUSED = (
+    "task=isaaclab runs cannot continue from a checkpoint: Isaac Sim's simulation and rendering "
+    "state cannot be saved, so a continued run would not be the same run. Start a new run instead."
+)
+
+_launched: dict[str, Any] | None = None  # launch_info of the Isaac Sim this process started
+
+
+class IsaacLabMissingError(TaskConfigError):
+    """task=isaaclab on a Python without Isaac Sim / Isaac Lab."""
+
+
+@dataclass
+class IsaacLabTask:
+    """What the adapters get for task=isaaclab: the Isaac Lab env (inside :class:`EpisodeRecorder`),
+    which each adapter wraps with Isaac Lab's wrapper for its library, and what seedlock reads from
+    every task (num_envs, device, max_episode_length, statistics)."""
+
+    env: EpisodeRecorder
+    app: Any  # Isaac Sim's SimulationApp (AppLauncher.app)
+    launch_info: dict[str, Any]  # how Isaac Sim was started, for manifest.json
+
+    @property
+    def statistics(self) -> EpisodeStatistics:
+        return self.env.statistics
+
+    @property
+    def num_envs(self) -> int:
+        return int(self.env.unwrapped.num_envs)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.env.unwrapped.device)
+
+    @property
+    def max_episode_length(self) -> int:
+        return int(self.env.unwrapped.max_episode_length)
+
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        """Shape of one env's ``policy`` observation, e.g. (100, 100, 3) for an RGB camera task."""
+        return tuple(self.env.unwrapped.single_observation_space["policy"].shape)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The episode statistics only; checkpoints still hold the policy for evaluation."""
+        return {"statistics": self.statistics.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise RuntimeError(RESUME_REFUSED)
+
+    def close(self) -> None:
+        """Close the env, then Isaac Sim. Closing Isaac Sim can end the process (Kit's fast
+        shutdown), so this comes last and flushes what the run printed first."""
+        self.env.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.app.close()
+
+
+def is_isaaclab(env: Any) -> bool:
+    """Whether an adapter's ``run.env`` is an Isaac Lab task (wrap it with ``isaaclab_rl``)."""
+    return isinstance(env, IsaacLabTask)
+
+
+def check_agent_inputs(task: IsaacLabTask, trainer: str, agent_takes_images: bool) -> None:
+    """Stop with a message, not deep inside a library, when the agent config's network does not fit
+    the task's observations (a CNN on flat observations, an MLP on camera frames)."""
+    shape = task.observation_shape
+    if (len(shape) == 3) == agent_takes_images:
+        return
+    task_id = task.launch_info.get("task_id")
+    if agent_takes_images:
+        raise TaskConfigError(
+            f"task.id={task_id} has flat observations of shape {shape}, and the agent config of "
+            f"trainer={trainer} is a CNN for camera frames (Isaac Lab's camera Cartpole agent). For a "
+            f"state task use agent=cartpole/{trainer} (Isaac Lab's Cartpole agent) or another agent config."
+        )
+    raise TaskConfigError(
+        f"task.id={task_id} has image observations of shape {shape}, and the agent config of "
+        f"trainer={trainer} is an MLP for flat observations. Use trainer=rl_games or trainer=skrl (their "
+        "task=isaaclab agents are Isaac Lab's camera CNNs) or an agent config for images."
+    )
+
+
+def make(cfg: DictConfig, seed: int) -> IsaacLabTask:
+    """Start Isaac Sim and build the env ``cfg.task.id`` with the run's seed, num_envs and device.
+    Call it after ``determinism.apply`` (``tasks.make`` checks that)."""
+    global _launched
+    if cfg.checkpoint:
+        raise TaskConfigError(RESUME_REFUSED)
+    if not cfg.task.id:
+        raise TaskConfigError("task=isaaclab needs task.id, an Isaac Lab task id such as Isaac-Cartpole-Direct-v0.")
+    require_isaaclab()
+    if _launched is not None:
+        raise TaskConfigError(
+            "Isaac Sim was already started in this process (it starts once per process): run each "
+            "task=isaaclab run in its own seedlock-train process."
+        )
+    from isaaclab.app import AppLauncher
+
+    launch = launcher_kwargs(cfg, isaaclab_apps_dir(AppLauncher))
+    app_launcher = AppLauncher(**launch)
+    _launched = {**launch, "task_id": str(cfg.task.id), "versions": isaaclab_versions()}
+
+    import isaaclab_tasks  # noqa: F401  registers Isaac Lab's task ids with gymnasium
+    from isaaclab_tasks.utils import parse_env_cfg
+
+    task_id = registered_id(str(cfg.task.id))
+    env_cfg = parse_env_cfg(task_id, device=isaac_device(str(cfg.device)), num_envs=int(cfg.num_envs))
+    # Isaac Lab seeds at construction from env_cfg.seed (some randomisation happens there).
+    env_cfg.seed = seed
+    apply_overrides(env_cfg, OmegaConf.to_container(cfg.task.env, resolve=True), "task.env")
+    with torch_flags_kept():
+        env = gymnasium.make(task_id, cfg=env_cfg, render_mode=None)
+    statistics = EpisodeStatistics(int(env.unwrapped.num_envs), torch.device(env.unwrapped.device))
+    return IsaacLabTask(env=EpisodeRecorder(env, statistics), app=app_launcher.app, launch_info=dict(_launched))
+
+
+def require_isaaclab() -> None:
+    """One paragraph naming what is missing and how to get it, instead of an ImportError later."""
+    missing = [name for name in REQUIRED_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise IsaacLabMissingError(
+            f"task=isaaclab needs Isaac Sim and Isaac Lab, and this Python lacks the package(s) "
+            f"{', '.join(missing)} (all of {', '.join(REQUIRED_PACKAGES)} are needed). Install them into "
+            "this environment (Python 3.11, an NVIDIA RTX GPU, Linux or Windows), e.g. "
+            "`pip install \"isaaclab[isaacsim,all]==2.3.0\" --extra-index-url https://pypi.nvidia.com`, or run "
+            "seedlock with the Python of an Isaac Lab source install (`./isaaclab.sh -p -m trainers.train "
+            "task=isaaclab ...`); see Isaac Lab's installation guide and the README section \"Isaac Lab backend\"."
+        )
+
+
+def launcher_kwargs(cfg: DictConfig, apps_dir: Path | None) -> dict[str, Any]:
+    """AppLauncher's keyword arguments: ``task.app`` (headless, enable_cameras, ...), the run's
+    device, and the renderer's kit as the experience (empty: Isaac Lab picks one)."""
+    app = OmegaConf.to_container(cfg.task.app, resolve=True)
+    assert isinstance(app, dict)
+    for key, owner in RUN_OWNED_APP_ARGS.items():
+        if key in app:
+            raise TaskConfigError(f"task.app.{key} is set by the run config's {owner}, not task.app; remove it.")
+    device = isaac_device(str(cfg.device))
+    kwargs: dict[str, Any] = {**app, "device": device, "experience": experience_path(cfg.renderer.kit)}
+    if kwargs["experience"] and apps_dir is not None:
+        # The kit depends on Isaac Lab's isaaclab.python.headless.rendering, found in Isaac Lab's
+        # apps/ only when that folder is one of Kit's extension folders.
+        kwargs["kit_args"] = " ".join(filter(None, [str(app.get("kit_args", "")), f"--ext-folder={apps_dir}"]))
+    return kwargs
+
+
+def isaac_device(device: str) -> str:
+    """seedlock's ``cuda`` is the current CUDA device; Isaac Lab's configs name devices by index."""
+    return "cuda:0" if device == "cuda" else device
+
+
+def experience_path(kit: str | None) -> str:
+    if not kit:
+        return ""
+    path = KITS_DIR / kit
+    if not path.is_file():
+        raise TaskConfigError(f"renderer.kit={kit!r} is not a file in {KITS_DIR}.")
+    return str(path)
+
+
+def isaaclab_apps_dir(app_launcher_class: type) -> Path | None:
+    """Isaac Lab's apps/ folder, found as AppLauncher finds it: four levels above its module."""
+    path = Path(inspect.getfile(app_launcher_class)).parent.joinpath(*[".."] * 4, "apps").resolve()
+    return path if path.is_dir() else None
+
+
+def isaaclab_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in REQUIRED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def registered_id(task_id: str) -> str:
+    if task_id in gymnasium.registry:
+        return task_id
+    isaac_ids = [name for name in gymnasium.registry if name.startswith("Isaac-")]
+    close = difflib.get_close_matches(task_id, isaac_ids, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else f" {len(isaac_ids)} Isaac Lab ids are registered."
+    raise TaskConfigError(f"task.id={task_id!r} is not a registered Isaac Lab task.{hint}")
+
+
+def apply_overrides(target: Any, overrides: Mapping[str, Any], prefix: str) -> None:
+    """Set ``task.env`` values onto Isaac Lab's env cfg (nested: +task.env.sim.dt=0.01); an unknown
+    attribute is an error that names it, rather than a silently ignored key."""
+    for key, value in overrides.items():
+        if not hasattr(target, key):
+            raise TaskConfigError(f"{prefix}.{key}: the Isaac Lab env cfg {type(target).__name__} has no {key!r}.")
+        current = getattr(target, key)
+        if isinstance(value, Mapping) and not isinstance(current, Mapping):
+            apply_overrides(current, value, f"{prefix}.{key}")
+        else:
+            setattr(target, key, value)
+
+
+@contextlib.contextmanager
+def torch_flags_kept() -> Iterator[None]:
+    """Keep the PyTorch flags ``determinism.apply`` set across a call into Isaac Lab that seeds:
+    Isaac Sim's ``set_seed`` turns cuDNN benchmark on and deterministic mode off."""
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
+
+
+class EpisodeRecorder(gymnasium.Wrapper):
+    """Records each finished episode's return and length into :class:`EpisodeStatistics`, as the
+    embedded tasks do, so fingerprints carry the mean return whatever the library. The length is
+    Isaac Lab's own counter (``episode_length_buf``, before the step resets it), so RSL-RL's random
+    initial episode lengths count as they do on the embedded tasks."""
+
+    def __init__(self, env: gymnasium.Env, statistics: EpisodeStatistics) -> None:
+        super().__init__(env)
+        self.statistics = statistics
+
+    def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        lengths = self.env.unwrapped.episode_length_buf + 1
+        obs, reward, terminated, truncated, extras = self.env.step(action)
+        self.statistics.record(reward.detach(), terminated | truncated, lengths)
+        return obs, reward, terminated, truncated, extras
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        with torch_flags_kept():  # reset(seed=...) seeds through Isaac Sim's set_seed
+            return self.env.reset(**kwargs)

@@ -1,0 +1,1 @@
+"""Fake ``isaacsim`` (tests only): present so that seedlock's package check finds it."""
