@@ -26,7 +26,7 @@ GPU_SIZE = ("device=cuda", "num_envs=4096", "max_iterations=8")
 RESULTS = Path(os.environ.get("SEEDLOCK_GPU_RESULTS", Path(__file__).parent.parent / "bench" / "results" / "gpu_determinism.jsonl"))
 
 
-def _record(trainer: str, torch_deterministic: bool, verify_dir: Path, exit_code: int) -> dict:
+def _record(trainer: str, torch_deterministic: bool, verify_dir: Path, exit_code: int, task: str = "cartpole") -> dict:
     report = json.loads((verify_dir / "verify.json").read_text())
     divergence = report["divergences"][0] if report["divergences"] else None
     manifest = json.loads((verify_dir / "run_0" / "manifest.json").read_text())
@@ -35,8 +35,10 @@ def _record(trainer: str, torch_deterministic: bool, verify_dir: Path, exit_code
         "gpu": torch.cuda.get_device_name(0),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
+        "task": task,
         "trainer": trainer,
         "torch_deterministic": torch_deterministic,
+        "renderer": manifest.get("renderer", {}).get("name"),
         "overrides": report["overrides"],
         "identical": report["identical"],
         "exit_code": exit_code,
@@ -81,3 +83,24 @@ def test_resumed_gpu_run_equals_the_uninterrupted_run(tmp_path: Path, trainer: s
     assert (tmp_path / "resumed" / "fingerprints.jsonl").read_text().splitlines() == whole[3:]
     payload = torch.load(tmp_path / "whole" / "checkpoints" / "model_2.pt", weights_only=True)
     assert len(payload["rng"]["cuda"]) >= 1  # the CUDA generator's state travels with the checkpoint
+
+
+# Pixels: the CNN policies on cartpole_rgb, where cuDNN's convolution kernels come in.
+PIXELS_GPU = ("task=cartpole_rgb", "device=cuda", "num_envs=1024", "max_iterations=8")
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_pixels_with_strict_determinism_are_identical_on_gpu(tmp_path: Path, trainer: str) -> None:
+    result = run_verify("--verify-dir", str(tmp_path / "v"), f"trainer={trainer}", "determinism=strict", *PIXELS_GPU)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    line = _record(trainer, True, tmp_path / "v", result.returncode, task="cartpole_rgb")
+    assert line["flags"]["deterministic_algorithms"] is True and line["renderer"] == "deterministic"
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_pixels_with_fast_defaults_get_a_verdict_on_gpu(tmp_path: Path, trainer: str) -> None:
+    result = run_verify("--verify-dir", str(tmp_path / "v"), f"trainer={trainer}", *PIXELS_GPU)
+    assert result.returncode in (0, 1), result.stdout + result.stderr  # identical or located; recorded either way
+    line = _record(trainer, False, tmp_path / "v", result.returncode, task="cartpole_rgb")
+    assert line["flags"]["deterministic_algorithms"] is False and line["renderer"] == "default"
