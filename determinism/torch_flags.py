@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -139,3 +141,20 @@ def _conv_precision() -> str:
 
 
 _DEFAULTS = _snapshot_defaults()
+
+
+@contextlib.contextmanager
+def torch_flags_kept() -> Iterator[None]:
+    """Keep the PyTorch flags ``determinism.apply`` set across a call into a library that seeds:
+    e.g. Isaac Sim's ``set_seed`` turns cuDNN benchmark on and deterministic mode off."""
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]

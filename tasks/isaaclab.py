@@ -28,13 +28,12 @@ None of this has run on Isaac Sim: it is tested with fakes of Isaac Lab's module
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import importlib.metadata
 import importlib.util
 import inspect
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ import gymnasium
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from determinism.torch_flags import torch_flags_kept
 from tasks import TaskConfigError
 from tasks.cartpole import EpisodeStatistics
 
@@ -249,23 +249,6 @@ def apply_overrides(target: Any, overrides: Mapping[str, Any], prefix: str) -> N
             apply_overrides(current, value, f"{prefix}.{key}")
         else:
             setattr(target, key, value)
-
-
-@contextlib.contextmanager
-def torch_flags_kept() -> Iterator[None]:
-    """Keep the PyTorch flags ``determinism.apply`` set across a call into Isaac Lab that seeds:
-    Isaac Sim's ``set_seed`` turns cuDNN benchmark on and deterministic mode off."""
-    saved = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.deterministic,
-        torch.backends.cudnn.benchmark,
-    )
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
 
 
 class EpisodeRecorder(gymnasium.Wrapper):

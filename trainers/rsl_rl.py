@@ -34,8 +34,7 @@ OBS_GROUP = "policy"
 
 
 def train(run: TrainingRun) -> TrainSummary:
-    env = isaaclab_vec_env(run) if is_isaaclab(run.env) else RslRlVecEnv(run.env)
-    runner = SeedlockRunner(env, runner_config(run), run)
+    runner = SeedlockRunner(vec_env(run), runner_config(run), run)
     if run.cfg.checkpoint:
         runner.resume(Path(run.cfg.checkpoint))
     remaining = run.max_iterations - runner.current_learning_iteration
@@ -49,8 +48,7 @@ def train(run: TrainingRun) -> TrainSummary:
 
 
 def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
-    env = isaaclab_vec_env(run) if is_isaaclab(run.env) else RslRlVecEnv(run.env)
-    runner = SeedlockRunner(env, runner_config(run), run)
+    runner = SeedlockRunner(vec_env(run), runner_config(run), run)
     runner.alg.load(load_checkpoint(checkpoint, run)["library"], None, strict=True)
     actor = runner.get_inference_policy(device=run.device)
 
@@ -59,6 +57,11 @@ def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
             return actor(TensorDict({OBS_GROUP: obs}, batch_size=[obs.shape[0]]))
 
     return act
+
+
+def vec_env(run: TrainingRun) -> VecEnv:
+    """The run's task as an RSL-RL VecEnv: Isaac Lab's own wrapper for task=isaaclab, else seedlock's."""
+    return isaaclab_vec_env(run) if is_isaaclab(run.env) else RslRlVecEnv(run.env)
 
 
 def runner_config(run: TrainingRun) -> dict[str, Any]:
