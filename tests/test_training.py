@@ -20,9 +20,12 @@ def test_default_config_balances_cartpole_to_the_episode_cap(tmp_path: Path, tra
     assert "(at the cap)" in result.stdout
 
 
-# What each library's CNN policy reaches on cartpole_rgb (mean episode length, cap 300) with its
-# default config, on this CPU suite's 2-core machine and on the H100 (bench/results/gpu_cartpole_rgb.json).
-PIXELS_REACHED = {"rl_games": 250.0, "rsl_rl": 250.0, "skrl": 250.0, "sb3": 100.0}
+# What each library's CNN policy reaches on cartpole_rgb with its default config (mean episode
+# length, cap 300), measured on the CI's 2-core CPU, seed 42 (README "CNN policies"): the best
+# iteration's and the last one's. SB3's recipe plateaus below the cap; skrl reaches it at
+# iteration 120 and dips to 238 by its last, 150.
+PIXELS_BEST = {"rl_games": 290.0, "rsl_rl": 290.0, "skrl": 290.0, "sb3": 150.0}
+PIXELS_LAST = {"rl_games": 250.0, "rsl_rl": 250.0, "skrl": 200.0, "sb3": 150.0}
 
 
 @pytest.mark.slow
@@ -32,5 +35,6 @@ def test_cnn_policy_learns_to_balance_from_pixels(tmp_path: Path, trainer: str) 
     fingerprints = read_fingerprints(tmp_path / "run" / "fingerprints.jsonl")
     lengths = [line["mean_episode_length"] or 0.0 for line in fingerprints]
     print(f"{trainer}: mean episode length every 10 iterations {[round(x) for x in lengths[::10]]}")
-    assert lengths[-1] >= PIXELS_REACHED[trainer]
+    assert max(lengths[10:]) >= PIXELS_BEST[trainer]  # from iteration 10: RSL-RL's first episodes are cut short at random
+    assert lengths[-1] >= PIXELS_LAST[trainer]
     assert (tmp_path / "run" / "policy_view.gif").is_file()
