@@ -3,7 +3,9 @@
 For every library on the CartPole task with ``device=cuda``: with ``torch_deterministic=true``
 two processes give identical fingerprints and a resumed run equals the uninterrupted one;
 without it, what happens is recorded (not asserted: it depends on GPU, driver and library), in
-``bench/results/gpu_determinism.jsonl`` with the GPU's name and the date.
+``bench/results/gpu_determinism.jsonl`` with the GPU's name and the date. The same for the CNN
+policies on ``cartpole_rgb``: ``determinism=strict`` must repeat bit for bit; the fast defaults
+get a recorded verdict.
 """
 
 from __future__ import annotations
