@@ -146,3 +146,15 @@ def test_a_checkpoint_continues_the_run_to_max_iterations(tmp_path: Path) -> Non
     other_size = run_train(*SB3_SMALL, "num_envs=32", f"run_dir={tmp_path / 'other'}",
                            f"checkpoint={tmp_path / 'first' / 'checkpoints' / 'model_0.pt'}", check=False)
     assert other_size.returncode == 2 and "same num_envs and agent.n_steps" in other_size.stderr
+
+
+def test_pixel_agent_gets_its_cnn_class_and_a_bad_name_lists_the_choices(tmp_path: Path) -> None:
+    run = in_process_run(tmp_path / "ok", "trainer=sb3", "task=cartpole_rgb", "num_envs=4")
+    policy, kwargs = sb3.ppo_kwargs(run)
+    assert policy == "CnnPolicy" and kwargs["policy_kwargs"]["features_extractor_class"] is sb3.ConvEncoder
+    encoder = sb3.ConvEncoder(run.env.observation_space, **kwargs["policy_kwargs"]["features_extractor_kwargs"])
+    assert encoder(run.env.observations()).shape == (4, 128)
+    bad = in_process_run(tmp_path / "bad", "trainer=sb3", "task=cartpole_rgb", "num_envs=4",
+                         "agent.policy_kwargs.features_extractor_class=ResNet")
+    with pytest.raises(sb3.ConfigError, match="features_extractor_class='ResNet' is not valid; choices: ConvEncoder, NatureCNN"):
+        sb3.ppo_kwargs(bad)
