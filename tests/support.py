@@ -32,11 +32,11 @@ SEEDLOCK_VERIFY = _command("seedlock-verify", "trainers.verify")
 SMALL = ("num_envs=64", "max_iterations=3")
 
 
-def run_train(*overrides: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run ``seedlock-train`` in its own process, as a user would."""
+def run_train(*overrides: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run ``seedlock-train`` in its own process, as a user would; killed after ``timeout`` seconds."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(
-        [*SEEDLOCK_TRAIN, *overrides], capture_output=True, text=True, env=env, timeout=600
+        [*SEEDLOCK_TRAIN, *overrides], capture_output=True, text=True, env=env, timeout=timeout
     )
     if check and result.returncode != 0:
         raise AssertionError(f"seedlock-train {' '.join(overrides)} failed:\n{result.stdout}\n{result.stderr}")

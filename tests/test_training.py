@@ -31,7 +31,9 @@ PIXELS_LAST = {"rl_games": 250.0, "rsl_rl": 250.0, "skrl": 200.0, "sb3": 250.0}
 @pytest.mark.slow
 @pytest.mark.parametrize("trainer", TRAINERS)
 def test_cnn_policy_learns_to_balance_from_pixels(tmp_path: Path, trainer: str) -> None:
-    run_train("task=cartpole_rgb", f"trainer={trainer}", "+task.env.record_frames=150", f"run_dir={tmp_path / 'run'}")
+    # SB3's two CNNs take about 10 minutes on a 2-core CPU, more on a busy one
+    run_train("task=cartpole_rgb", f"trainer={trainer}", "+task.env.record_frames=150", f"run_dir={tmp_path / 'run'}",
+              timeout=3600)
     fingerprints = read_fingerprints(tmp_path / "run" / "fingerprints.jsonl")
     lengths = [line["mean_episode_length"] or 0.0 for line in fingerprints]
     print(f"{trainer}: mean episode length every 10 iterations {[round(x) for x in lengths[::10]]}")
