@@ -93,19 +93,19 @@ class CartpoleRgbEnv(CartpoleEnv):
         frames = self.frames.index_select(1, self.observed_channels).to(torch.float32)
         if self.cfg.subtract_mean:
             frames = frames - frames.mean(dim=(2, 3), keepdim=True)
-        return frames.contiguous(memory_format=self._memory_format)
+        return frames.contiguous(memory_format=self.render_settings.memory_format)
 
     def state_dict(self) -> dict[str, object]:
         return {**super().state_dict(), "frames": self.frames.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.frames = state["frames"].to(self.device).clone().contiguous(memory_format=self._memory_format)
+        self.frames = state["frames"].to(self.device).clone().contiguous(memory_format=self.render_settings.memory_format)
 
     def _after_physics(self) -> None:
         """Push the frame of the new state onto every env's stack."""
         frame = self._render(slice(None))
-        self.frames = torch.cat((self.frames[:, 3:], frame), dim=1).contiguous(memory_format=self._memory_format)
+        self.frames = torch.cat((self.frames[:, 3:], frame), dim=1).contiguous(memory_format=self.render_settings.memory_format)
         if self.recording.maxlen:
             self.recording.append(to_uint8_image(frame[0]))
 
@@ -121,10 +121,6 @@ class CartpoleRgbEnv(CartpoleEnv):
     def _render(self, rows: slice | torch.Tensor) -> torch.Tensor:
         cart_pos, _, pole_angle, _ = self.state[rows].unbind(dim=1)
         return self.rasterizer.render(cart_pos, pole_angle)
-
-    @property
-    def _memory_format(self) -> torch.memory_format:
-        return torch.channels_last if self.render_settings.channels_last else torch.contiguous_format
 
     def save_recording(self, run_dir: Path) -> Path | None:
         """Write the recorded frames of env 0 (what its policy saw last) as an animated GIF."""

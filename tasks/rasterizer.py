@@ -55,6 +55,10 @@ class RenderSettings:
     def dtype(self) -> torch.dtype:
         return PRECISIONS[self.precision]
 
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
 
 @dataclass(frozen=True)
 class Camera:
@@ -131,8 +135,7 @@ class CartpoleRasterizer:
         pole = self._pole_coverage(x, pole_angle)  # (N, 1, band rows, W)
         band = blend(image[:, :, self.band], self.colors["pole"], pole)
         image = torch.cat((image[:, :, : self.band.start], band, image[:, :, self.band.stop :]), dim=2)
-        memory_format = torch.channels_last if self.settings.channels_last else torch.contiguous_format
-        return image.to(self.settings.dtype).contiguous(memory_format=memory_format)
+        return image.to(self.settings.dtype).contiguous(memory_format=self.settings.memory_format)
 
     def _pole_coverage(self, x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
         """Coverage of the pole, a segment from the pivot (the cart's top) to the tip drawn
