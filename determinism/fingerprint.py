@@ -110,6 +110,7 @@ class FingerprintWriter:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / FINGERPRINT_FILE
         self.snapshots = snapshots
+        self.written = 0  # iterations fingerprinted by this process (a continued run counts from its checkpoint)
         self._file = self.path.open("a", encoding="utf-8")
 
     def write(self, fingerprint: Fingerprint, tensors: Iterable[tuple[str, torch.Tensor]] = ()) -> None:
@@ -119,6 +120,7 @@ class FingerprintWriter:
             torch.save({name: tensor.detach().to("cpu").clone() for name, tensor in tensors}, path)
         self._file.write(json.dumps(asdict(fingerprint), sort_keys=True) + "\n")
         self._file.flush()
+        self.written += 1
 
     def close(self) -> None:
         self._file.close()

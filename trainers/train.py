@@ -7,6 +7,7 @@ can initialise CUDA, identically for every library.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ USER_ERRORS = (
     CheckpointError,
 )
 RUN_ARTIFACTS = ("manifest.json", "fingerprints.jsonl", "config.yaml", "checkpoints")
+RUN_SUMMARY_FILE = "summary.json"  # written when training ends
 
 
 class RunDirError(ConfigError):
@@ -79,7 +81,9 @@ def run_training(cfg: DictConfig) -> TrainSummary:
     start = time.perf_counter()
     with FingerprintWriter(run_dir, snapshots=cfg.fingerprints.snapshots) as fingerprints:
         summary = adapter.train(TrainingRun(env, cfg, run_dir, manifest.seed, fingerprints))
-    print_summary(summary, time.perf_counter() - start, run_dir)
+    seconds = time.perf_counter() - start
+    write_run_summary(run_dir, summary, seconds, fingerprints.written)
+    print_summary(summary, seconds, run_dir)
     save_recording = getattr(env, "save_recording", None)
     if save_recording is not None and (gif := save_recording(run_dir)) is not None:
         print(f"seedlock: what the policy saw (env 0, last frames): {gif}")
@@ -164,6 +168,24 @@ def run_info(run_dir: Path) -> dict[str, Any]:
         info["job_num"] = hydra_cfg.job.get("num")
         info["sweep_dir"] = hydra_cfg.sweep.dir if str(hydra_cfg.mode) == "RunMode.MULTIRUN" else None
     return info
+
+
+def write_run_summary(run_dir: Path, summary: TrainSummary, seconds: float, iterations_trained: int) -> None:
+    """``summary.json``: how the run ended and how long it took. Timing lives here, not in the
+    fingerprints, which must be equal for equal runs; ``seedlock-report`` reads both."""
+    steps_trained = summary.env_steps * iterations_trained // max(summary.iterations, 1)
+    record = {
+        "iterations": summary.iterations,
+        "iterations_trained": iterations_trained,  # by this process; fewer when continuing a checkpoint
+        "env_steps": summary.env_steps,
+        "wall_seconds": round(seconds, 3),
+        "env_steps_per_second": round(steps_trained / seconds, 1) if seconds > 0 else None,
+        "mean_return": summary.mean_return,
+        "mean_episode_length": summary.mean_episode_length,
+        "max_episode_length": summary.max_episode_length,
+        "last_checkpoint": str(summary.last_checkpoint) if summary.last_checkpoint else None,
+    }
+    (run_dir / RUN_SUMMARY_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
 
 def print_summary(summary: TrainSummary, seconds: float, run_dir: Path) -> None:
