@@ -24,6 +24,7 @@ from determinism import FingerprintWriter
 from determinism.manifest import config_sha256
 from trainers.interface import CheckpointError, TrainingRun, TrainSummary, read_checkpoint_header, resolve_checkpoint
 from trainers.run_config import ConfigError, register, validate
+from trainers.sweep import in_sweep, run_sweep_job
 
 register()
 
@@ -45,6 +46,9 @@ class RunDirError(ConfigError):
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
+    if in_sweep():  # a failed job is recorded; the sweep goes on (trainers/sweep.py)
+        run_sweep_job(run_training, cfg, USER_ERRORS)
+        return
     try:
         run_training(cfg)
     except USER_ERRORS as error:
@@ -166,6 +170,7 @@ def run_info(run_dir: Path) -> dict[str, Any]:
         info["overrides"] = list(hydra_cfg.overrides.task)
         info["mode"] = str(hydra_cfg.mode)
         info["job_num"] = hydra_cfg.job.get("num")
+        info["job_id"] = hydra_cfg.job.get("id")  # submitit: the Slurm (or local) job id
         info["sweep_dir"] = hydra_cfg.sweep.dir if str(hydra_cfg.mode) == "RunMode.MULTIRUN" else None
     return info
 
