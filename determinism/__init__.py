@@ -24,39 +24,43 @@ from determinism.manifest import (
     git_state,
     tracked_env_vars,
 )
-from determinism.seeding import ResolvedSeed, SeedError, make_generator, resolve_seed, seed_everything
+from determinism.seeding import ResolvedSeed, SeedError, make_generator, rank_seed, resolve_seed, seed_everything
 from determinism.torch_flags import DeterminismError, lock_torch
 
 __all__ = [
     "DeterminismError", "Fingerprint", "FingerprintWriter", "ResolvedSeed", "RunManifest",
     "SeedError", "apply", "fingerprint_optimizer", "fingerprint_parameters", "make_generator",
-    "read_fingerprints", "resolve_seed",
+    "rank_seed", "read_fingerprints", "resolve_seed", "resolve_seed_of",
 ]
 
 _applied: RunManifest | None = None
 
 
-def apply(cfg: DictConfig | Any) -> RunManifest:
+def apply(cfg: DictConfig | Any, rank: int = 0, resolved: ResolvedSeed | None = None) -> RunManifest:
     """Resolve the seed, set the environment, seed every RNG and lock PyTorch, in that order.
 
     The environment variables come before anything that could start CUDA; seeding comes after
-    them so that nothing seeded is consumed by the locking itself.
+    them so that nothing seeded is consumed by the locking itself. Rank ``rank`` of a distributed
+    run seeds with seed + rank; ``resolved`` is the run's seed when rank 0 already resolved it (a
+    random seed is drawn once for all ranks).
     """
     global _applied
-    resolved = resolve_seed(cfg.seed, cfg.torch_deterministic, cfg.seeding.deterministic_default)
+    resolved = resolved or resolve_seed_of(cfg)
+    process_seed = rank_seed(resolved.value, rank)
     flags = lock_torch(
         cfg.torch_deterministic,
         cublas_workspace_config=cfg.determinism.cublas_workspace_config,
         warn_only=cfg.determinism.warn_only,
         num_threads=cfg.determinism.num_threads,
     )
-    seeded = seed_everything(resolved.value, seed_warp=cfg.seeding.seed_warp)
+    seeded = seed_everything(process_seed, seed_warp=cfg.seeding.seed_warp)
     flag_values = dataclasses.asdict(flags)
     env_vars_set = flag_values.pop("env_vars_set")
     _applied = RunManifest(
         seed_requested=resolved.requested,
-        seed=resolved.value,
+        seed=process_seed,
         seed_source=resolved.source,
+        run_seed=resolved.value,
         torch_deterministic=bool(cfg.torch_deterministic),
         seeded_rngs=seeded,
         flags=flag_values,
@@ -66,6 +70,11 @@ def apply(cfg: DictConfig | Any) -> RunManifest:
         git=git_state(),
     )
     return _applied
+
+
+def resolve_seed_of(cfg: DictConfig | Any) -> ResolvedSeed:
+    """The run config's seed as the run uses it (a random one drawn now)."""
+    return resolve_seed(cfg.seed, cfg.torch_deterministic, cfg.seeding.deterministic_default)
 
 
 def applied() -> RunManifest | None:

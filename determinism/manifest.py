@@ -33,7 +33,7 @@ class RunManifest:
     """What was asked for, what was applied, and on what software and hardware."""
 
     seed_requested: int | None
-    seed: int
+    seed: int  # the seed this process used: run_seed + rank in a distributed run
     seed_source: str
     torch_deterministic: bool
     seeded_rngs: list[str]
@@ -49,6 +49,9 @@ class RunManifest:
     run: dict[str, Any] = dataclasses.field(default_factory=dict)
     # The rendering that was applied: the embedded renderer's settings, or the Isaac Sim kit.
     renderer: dict[str, Any] = dataclasses.field(default_factory=dict)
+    run_seed: int | None = None  # the run's seed (config.yaml's); equals seed outside distributed runs
+    # A distributed run: this process's rank, the world size and the seed of every rank.
+    distributed: dict[str, Any] | None = None
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n")

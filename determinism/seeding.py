@@ -57,6 +57,17 @@ def resolve_seed(
     return ResolvedSeed(seed, seed, "config")
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """Rank ``rank`` of a distributed run seeds with seed + rank (IsaacGymEnvs' and Isaac Lab's
+    rule), so that ranks draw different envs and actions from one run seed."""
+    if seed + rank > MAX_SEED:
+        raise SeedError(
+            f"seed={seed} with rank {rank}: seed + rank = {seed + rank} exceeds {MAX_SEED}, the largest seed "
+            f"numpy takes; choose a seed of at most {MAX_SEED - rank}."
+        )
+    return seed + rank
+
+
 def seed_everything(seed: int, seed_warp: bool = True) -> list[str]:
     """Seed python ``random``, numpy, torch (CPU and every CUDA device) and warp if importable.
 

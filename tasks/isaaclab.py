@@ -49,7 +49,7 @@ from tasks.cartpole import EpisodeStatistics
 REQUIRED_PACKAGES = ("isaacsim", "isaaclab", "isaaclab_tasks", "isaaclab_rl")
 KITS_DIR = Path(__file__).resolve().parent.parent / "kits"
 # AppLauncher arguments that the run config owns (renderer=, device=), not task.app.
-RUN_OWNED_APP_ARGS = {"experience": "renderer=", "device": "device="}
+RUN_OWNED_APP_ARGS = {"experience": "renderer=", "device": "device=", "distributed": "distributed="}
 RESUME_REFUSED = (
     "task=isaaclab runs cannot continue from a checkpoint: Isaac Sim's simulation and rendering "
     "state cannot be saved, so a continued run would not be the same run. Start a new run instead."
@@ -192,6 +192,8 @@ def launcher_kwargs(cfg: DictConfig, apps_dir: Path | None) -> dict[str, Any]:
             raise TaskConfigError(f"task.app.{key} is set by the run config's {owner}, not task.app; remove it.")
     device = isaac_device(str(cfg.device))
     kwargs: dict[str, Any] = {**app, "device": device, "experience": experience_path(cfg.renderer.kit)}
+    if cfg.get("distributed"):
+        kwargs["distributed"] = True  # Isaac Sim on this rank's GPU (LOCAL_RANK), as Isaac Lab's train scripts do
     if kwargs["experience"] and apps_dir is not None:
         # The kit depends on Isaac Lab's isaaclab.python.headless.rendering, found in Isaac Lab's
         # apps/ only when that folder is one of Kit's extension folders.

@@ -68,9 +68,9 @@ def test_determinism_is_applied_before_the_env_is_built(tmp_path: Path, monkeypa
     events: list[str] = []
     real_apply, real_make = determinism.apply, tasks.make
 
-    def recording_apply(cfg):  # type: ignore[no-untyped-def]
+    def recording_apply(cfg, **kwargs):  # type: ignore[no-untyped-def]
         events.append("apply")
-        return real_apply(cfg)
+        return real_apply(cfg, **kwargs)
 
     def recording_make(*args, **kwargs):  # type: ignore[no-untyped-def]
         events.append(f"make(deterministic={torch.are_deterministic_algorithms_enabled()})")

@@ -110,6 +110,14 @@ def test_app_launcher_gets_headless_cameras_device_and_the_deterministic_kits_ab
     assert set(task.launch_info["versions"]) == set(ISAAC_PACKAGES)
 
 
+def test_a_distributed_run_launches_isaac_sim_distributed_on_its_ranks_gpu() -> None:
+    """As Isaac Lab's train scripts: AppLauncher(distributed=True) puts Isaac Sim on LOCAL_RANK's GPU."""
+    cfg = compose_config("task=isaaclab", "task.id=Isaac-Fake-Cartpole-Direct-v0", "distributed=true", "device=cuda:1")
+    kwargs = tasks.isaaclab.launcher_kwargs(cfg, apps_dir=None)
+    assert (kwargs["distributed"], kwargs["device"]) == (True, "cuda:1")
+    assert "distributed" not in tasks.isaaclab.launcher_kwargs(compose_config("task=isaaclab"), apps_dir=None)
+
+
 def test_isaac_labs_apps_folder_is_a_kit_extension_folder_so_the_kits_dependency_resolves(
     fake_isaaclab: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -166,9 +174,9 @@ def test_determinism_is_applied_before_isaac_sim_starts_and_before_gym_make(
 ) -> None:
     real_apply = determinism.apply
 
-    def recording_apply(cfg):  # type: ignore[no-untyped-def]
+    def recording_apply(cfg, **kwargs):  # type: ignore[no-untyped-def]
         fake_isaaclab.record("determinism.apply")
-        return real_apply(cfg)
+        return real_apply(cfg, **kwargs)
 
     monkeypatch.setattr(determinism, "apply", recording_apply)
     _train(tmp_path, "torch_deterministic=true", "agent=cartpole/rsl_rl")

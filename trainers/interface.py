@@ -28,6 +28,7 @@ from determinism.compare import flatten
 from determinism.fingerprint import fingerprint_named, named_parameters
 from determinism.rng_state import capture_rng_state, restore_rng_state
 from tasks.cartpole import CartpoleEnv
+from trainers.distributed import SINGLE_PROCESS, Ranks
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
 CHECKPOINT_FORMAT = 2
@@ -43,8 +44,9 @@ class TrainingRun:
     env: CartpoleEnv
     cfg: DictConfig
     run_dir: Path
-    seed: int
+    seed: int  # this process's seed (seed + rank in a distributed run)
     fingerprints: FingerprintWriter
+    ranks: Ranks = SINGLE_PROCESS
 
     @property
     def device(self) -> str:
@@ -114,7 +116,7 @@ def checkpoint_due(run: TrainingRun, iteration: int) -> bool:
     return iteration % int(run.cfg.trainer.checkpoint_interval) == 0 or iteration == run.max_iterations - 1
 
 
-def save_checkpoint(run: TrainingRun, iteration: int, library_state: dict[str, Any]) -> Path:
+def save_checkpoint(run: TrainingRun, iteration: int, library_state: dict[str, Any]) -> Path | None:
     """Write ``checkpoints/model_<iteration>.pt`` atomically: a temp file in the same directory,
     then a rename, so a crash mid-write leaves the previous checkpoint intact.
 
@@ -123,6 +125,8 @@ def save_checkpoint(run: TrainingRun, iteration: int, library_state: dict[str, A
     the iteration and the resolved run config. Call it right after the iteration's update, with
     nothing drawn from an RNG since.
     """
+    if not run.ranks.is_main:
+        return None  # a distributed run's checkpoints are rank 0's
     run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     path = run.checkpoint_dir / f"model_{iteration}.pt"
     payload = {

@@ -33,6 +33,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +79,12 @@ def train(run: TrainingRun) -> TrainSummary:
     runner = SeedlockRunner(run, resume)
     if start < run.max_iterations:
         runner.load({"params": rl_games_params(run)})
-        runner.run({"train": True, "play": False})
+        with cuda_device_selection_skipped(run):
+            runner.run({"train": True, "play": False})
+        if runner.agent is not None and runner.agent.writer is not None:
+            # rl_games never closes its tensorboardX writer: flush it now, not at interpreter exit
+            # (a sweep's joblib worker lives on to the next job).
+            runner.agent.writer.close()
     last_checkpoint = runner.agent.last_checkpoint if runner.agent else None
     return summarize(run, run.max_iterations, env_steps(run, run.max_iterations - 1), last_checkpoint)
 
@@ -99,6 +106,22 @@ def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
     return act
 
 
+@contextlib.contextmanager
+def cuda_device_selection_skipped(run: TrainingRun) -> Iterator[None]:
+    """A distributed run on the CPU: rl_games' ``train`` selects ``cuda:<local rank>`` for a
+    multi-GPU run unconditionally, which fails without CUDA. seedlock places every rank itself
+    (trainers/distributed.py), so the call is skipped while rl_games trains on the CPU."""
+    if not (run.ranks.is_distributed and run.device == "cpu"):
+        yield
+        return
+    set_device = torch.cuda.set_device
+    torch.cuda.set_device = lambda device: None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.cuda.set_device = set_device
+
+
 def rl_games_params(run: TrainingRun) -> dict[str, Any]:
     """rl_games' ``params`` (the body of Isaac Lab's ``params:`` block) from the agent YAML, plus
     the keys that seedlock owns."""
@@ -118,10 +141,10 @@ def rl_games_params(run: TrainingRun) -> dict[str, Any]:
         num_actors=run.env.num_envs,
         device=run.device,
         device_name=run.device,
-        multi_gpu=False,
+        multi_gpu=False,  # a distributed run's ranks are set on the agent (SeedlockA2CAgent.join_ranks)
         max_epochs=run.max_iterations,
         torch_compile=False,
-        train_dir=str(run.run_dir),
+        train_dir=str(run.ranks.files_dir(run.run_dir)),
         full_experiment_name=EXPERIMENT_NAME,
         # seedlock writes the checkpoints; rl_games' periodic and best-reward saves stay off, and
         # with them score_to_win, which would end a run before max_iterations.
@@ -129,11 +152,16 @@ def rl_games_params(run: TrainingRun) -> dict[str, Any]:
         save_best_after=run.max_iterations + 1,
         print_stats=bool(library.print_stats),
     )
+    if not run.ranks.is_main:
+        # As rl_games' own multi-GPU set-up: ranks > 0 print nothing and follow rank 0's learning
+        # rate, which update_lr broadcasts.
+        config.update(print_stats=False, lr_schedule=None)
     return params
 
 
 def env_steps(run: TrainingRun, iteration: int) -> int:
-    return (iteration + 1) * int(run.cfg.agent.config.horizon_length) * run.env.num_envs
+    """Env steps of the whole run after ``iteration``: every rank's envs."""
+    return (iteration + 1) * int(run.cfg.agent.config.horizon_length) * run.env.num_envs * run.ranks.world_size
 
 
 class RlGamesVecEnv(IVecEnv):
@@ -211,9 +239,25 @@ class SeedlockA2CAgent(a2c_continuous.A2CAgent):
         with contextlib.suppress(OSError):
             os.rmdir(self.nn_dir)
         self.run = run
+        if run.ranks.is_distributed:
+            self.join_ranks()
         self.last_checkpoint: Path | None = None
         if resume is not None:
             self.restore_seedlock(resume)
+
+    def join_ranks(self) -> None:
+        """rl_games' multi-GPU state, from seedlock's ranks. rl_games' own set-up (``multi_gpu``
+        in the config) would start an NCCL group on cuda:<LOCAL_RANK>; seedlock already started
+        the group (gloo on CPU). From here rl_games' distributed PPO runs as written: parameters
+        broadcast from rank 0 when training starts, gradients and KL all-reduced, rank 0's
+        learning rate broadcast. Ranks > 0 keep no TensorBoard writer, as in rl_games."""
+        ranks = self.run.ranks
+        self.multi_gpu = True
+        self.global_rank, self.local_rank, self.world_size = ranks.rank, ranks.local_rank, ranks.world_size
+        if not ranks.is_main:
+            self.writer.close()
+            shutil.rmtree(self.experiment_dir)  # this rank's own, under run_dir/ranks/<r>
+            self.writer = None
 
     def train_epoch(self) -> tuple:
         result = super().train_epoch()

@@ -116,8 +116,8 @@ class SeedlockRunner(OnPolicyRunner):
     """
 
     def __init__(self, env: RslRlVecEnv, train_cfg: dict[str, Any], run: TrainingRun) -> None:
+        self.run = run  # before the runner's __init__, which calls _configure_multi_gpu
         super().__init__(env, train_cfg, log_dir=str(run.tensorboard_dir), device=run.device)
-        self.run = run
         self.last_checkpoint: Path | None = None
         log = self.logger.log
 
@@ -133,7 +133,22 @@ class SeedlockRunner(OnPolicyRunner):
         self.logger.log = log_and_fingerprint  # type: ignore[method-assign]
 
     def env_steps(self, iteration: int) -> int:
-        return (iteration + 1) * int(self.cfg["num_steps_per_env"]) * self.env.num_envs
+        """Env steps of the whole run after ``iteration``: every rank's envs."""
+        return (iteration + 1) * int(self.cfg["num_steps_per_env"]) * self.env.num_envs * self.run.ranks.world_size
+
+    def _configure_multi_gpu(self) -> None:
+        """RSL-RL's multi-GPU set-up, from seedlock's ranks: RSL-RL's own would start an NCCL
+        group on cuda:<LOCAL_RANK> only; seedlock already started the group (gloo on CPU). From
+        here RSL-RL's distributed PPO runs as written: parameters broadcast from rank 0 when
+        ``learn`` starts, gradients and the adaptive learning rate's KL all-reduced."""
+        ranks = self.run.ranks
+        self.gpu_world_size, self.is_distributed = ranks.world_size, ranks.is_distributed
+        self.gpu_local_rank, self.gpu_global_rank = ranks.local_rank, ranks.rank
+        self.cfg["multi_gpu"] = (
+            {"global_rank": ranks.rank, "local_rank": ranks.local_rank, "world_size": ranks.world_size}
+            if ranks.is_distributed
+            else None
+        )
 
     def save(self, path: str, infos: dict | None = None) -> None:
         """Save into run_dir/checkpoints (not the TensorBoard dir), atomically."""

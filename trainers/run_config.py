@@ -87,6 +87,7 @@ class TrainConfig:
     num_envs: int = "${task.num_envs}"  # type: ignore[assignment]
     max_iterations: int = "${agent.max_iterations}"  # type: ignore[assignment]
     device: str = "cpu"
+    distributed: bool = False  # under torchrun: one run over its processes (rl_games, rsl_rl, skrl)
     checkpoint: Optional[str] = None  # a checkpoint file, or a run dir for its latest one
     experiment: str = "${task.name}_${trainer.name}"
     run_dir: str = "runs/${experiment}/${now:%Y-%m-%d_%H-%M-%S_%f}"

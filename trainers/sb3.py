@@ -74,6 +74,7 @@ def train(run: TrainingRun) -> TrainSummary:
             reset_num_timesteps=start == 0,
             log_interval=None,  # SeedlockPPO.train dumps the logs itself, once per update
         )
+    model.logger.close()  # SB3 leaves its TensorBoard writer open; a sweep's joblib worker lives on
     env_steps = run.max_iterations * model.steps_per_iteration
     return summarize(run, run.max_iterations, env_steps, model.last_checkpoint)
 

@@ -36,19 +36,26 @@ from typing import Any
 
 import torch
 from omegaconf import OmegaConf
-from skrl import config as skrl_config
-from skrl.agents.torch import ExperimentCfg
-from skrl.agents.torch.ppo import PPO, PPO_CFG
-from skrl.envs.wrappers.torch import Wrapper
-from skrl.memories.torch import RandomMemory
-from skrl.models.torch import Model
-from skrl.resources.preprocessors.torch import RunningStandardScaler
-from skrl.resources.schedulers.torch import KLAdaptiveLR
-from skrl.trainers.torch import SequentialTrainer, SequentialTrainerCfg
-from skrl.utils.model_instantiators.torch import deterministic_model, gaussian_model, shared_model
 
 from tasks.cartpole import CartpoleEnv
 from tasks.isaaclab import check_agent_inputs, is_isaaclab
+from trainers.distributed import Ranks, torchrun_env_hidden
+
+# skrl reads torchrun's RANK/WORLD_SIZE when it is imported and starts an NCCL process group;
+# seedlock started the group itself (gloo on CPU), so skrl is imported without them and gets the
+# ranks in join_ranks.
+with torchrun_env_hidden():
+    from skrl import config as skrl_config
+    from skrl.agents.torch import ExperimentCfg
+    from skrl.agents.torch.ppo import PPO, PPO_CFG
+    from skrl.envs.wrappers.torch import Wrapper
+    from skrl.memories.torch import RandomMemory
+    from skrl.models.torch import Model
+    from skrl.resources.preprocessors.torch import RunningStandardScaler
+    from skrl.resources.schedulers.torch import KLAdaptiveLR
+    from skrl.trainers.torch import SequentialTrainer, SequentialTrainerCfg
+    from skrl.utils.model_instantiators.torch import deterministic_model, gaussian_model, shared_model
+
 from trainers.interface import (
     Policy,
     TrainingRun,
@@ -108,6 +115,7 @@ def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
 def build_agent(run: TrainingRun) -> SeedlockPPO:
     """The wrapped env, models and PPO agent of a run, from ``run.cfg.agent``."""
     skrl_config.torch.key = run.seed  # skrl's own seed slot: the run's seed, never skrl's default 0
+    join_ranks(run.ranks)
     env = isaaclab_env(run) if is_isaaclab(run.env) else SkrlEnv(run.env)
     agent_cfg = OmegaConf.to_container(run.cfg.agent, resolve=True)
     assert isinstance(agent_cfg, dict)
@@ -125,6 +133,16 @@ def build_agent(run: TrainingRun) -> SeedlockPPO:
         device=env.device,
         cfg=ppo_cfg,
     )
+
+
+def join_ranks(ranks: Ranks) -> None:
+    """skrl's distributed state, from seedlock's ranks (skrl has no setters: it reads them from
+    the environment at import). From here skrl's distributed PPO runs as written: the agent
+    broadcasts rank 0's parameters when it is built, gradients and the KL are all-reduced, and
+    ranks > 0 write no TensorBoard scalars and show no progress bar."""
+    torch_config = skrl_config.torch
+    torch_config._rank, torch_config._local_rank = ranks.rank, ranks.local_rank
+    torch_config._world_size, torch_config._is_distributed = ranks.world_size, ranks.is_distributed
 
 
 def build_models(env: SkrlEnv, models_cfg: dict[str, Any]) -> tuple[Model, Model]:
@@ -179,7 +197,7 @@ def ppo_config(run: TrainingRun, env: SkrlEnv, agent_cfg: dict[str, Any]) -> PPO
         cfg["rewards_shaper"] = RewardScale(float(scale))
     rollouts = int(cfg.get("rollouts", PPO_CFG.rollouts))
     cfg["experiment"] = ExperimentCfg(
-        directory=str(run.tensorboard_dir.parent),
+        directory=str(run.ranks.files_dir(run.run_dir)),
         experiment_name=run.tensorboard_dir.name,
         write_interval=rollouts,  # TensorBoard scalars once per iteration, right after the update
         checkpoint_interval=0,  # seedlock writes the checkpoints
@@ -268,7 +286,8 @@ class SeedlockPPO(PPO):
         self.last_checkpoint: Path | None = None
 
     def env_steps(self, iteration: int) -> int:
-        return (iteration + 1) * self.cfg.rollouts * self.env.num_envs
+        """Env steps of the whole run after ``iteration``: every rank's envs."""
+        return (iteration + 1) * self.cfg.rollouts * self.env.num_envs * self.run.ranks.world_size
 
     def record_transition(self, *, next_observations: torch.Tensor, infos: Any, **kwargs: Any) -> None:
         if self.cfg.time_limit_bootstrap:

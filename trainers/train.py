@@ -20,9 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 import determinism
 import tasks
 import trainers
+from trainers import distributed
 from determinism import FingerprintWriter
 from determinism.manifest import config_sha256
 from trainers.interface import CheckpointError, TrainingRun, TrainSummary, read_checkpoint_header, resolve_checkpoint
+from trainers.distributed import Ranks
 from trainers.run_config import ConfigError, register, validate
 from trainers.sweep import in_sweep, run_sweep_job
 
@@ -58,43 +60,68 @@ def main(cfg: DictConfig) -> None:
 
 
 def run_training(cfg: DictConfig) -> TrainSummary:
-    """One run, end to end; ``cfg`` is a composed run config (from Hydra or its compose API)."""
+    """One run, end to end; ``cfg`` is a composed run config (from Hydra or its compose API).
+    Under torchrun with ``distributed=true`` this is one rank of the run (trainers/distributed.py)."""
     validate(cfg)
-    run_dir = current_run_dir(cfg)
-    refuse_existing_run(run_dir)
+    ranks = distributed.ranks_for(cfg)
+    distributed.start(cfg, ranks)
+    try:
+        return run_rank(cfg, ranks)
+    finally:
+        distributed.stop(ranks)
+
+
+def run_rank(cfg: DictConfig, ranks: Ranks) -> TrainSummary:
+    hydra_dir = current_run_dir(cfg)
+    # Every rank's Hydra named a dir by its own clock: rank 0's is the run's.
+    run_dir = distributed.agree(ranks, lambda: checked_run_dir(hydra_dir))
+    if run_dir != hydra_dir:
+        remove_if_empty(hydra_dir)
     if cfg.checkpoint:
         continue_from_checkpoint(cfg)
-    manifest = determinism.apply(cfg)  # first: before the env, before CUDA
+    run_seed = distributed.agree(ranks, lambda: determinism.resolve_seed_of(cfg))
+    manifest = determinism.apply(cfg, rank=ranks.rank, resolved=run_seed)  # before the env, before CUDA
     warn_unlocked_renderer(cfg)
-    if manifest.seed_source == "random":
-        print(f"seedlock: seed={cfg.seed} drew seed {manifest.seed}; repeat this run with seed={manifest.seed}")
-    cfg.seed = manifest.seed  # config.yaml records the seed the run used
+    if manifest.seed_source == "random" and ranks.is_main:
+        print(f"seedlock: seed={cfg.seed} drew seed {run_seed.value}; repeat this run with seed={run_seed.value}")
+    cfg.seed = run_seed.value  # config.yaml records the seed the run used
     cfg.run_dir = str(run_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved, dict)
     manifest.config_sha256 = config_sha256({k: v for k, v in resolved.items() if k not in ("run_dir", "checkpoint")})
     manifest.run = run_info(run_dir)
+    if ranks.is_distributed:
+        seeds = [determinism.rank_seed(run_seed.value, rank) for rank in range(ranks.world_size)]
+        manifest.distributed = {**ranks.record(), "seeds": seeds}
     # The env before the run dir's files: a task that cannot be built (bad task.env key, Isaac Lab
     # missing) leaves no half-made run behind.
     env = tasks.make_for_run(cfg, manifest.seed)
     manifest.renderer = rendering_applied(cfg, env)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
-    manifest.write(run_dir / "manifest.json")
+    files_dir = ranks.files_dir(run_dir)  # rank r > 0: run_dir/ranks/<r>
+    files_dir.mkdir(parents=True, exist_ok=True)
+    if ranks.is_main:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+    manifest.write(files_dir / "manifest.json")
     adapter = trainers.adapter(cfg.trainer.name)
     start = time.perf_counter()
-    with FingerprintWriter(run_dir, snapshots=cfg.fingerprints.snapshots) as fingerprints:
-        summary = adapter.train(TrainingRun(env, cfg, run_dir, manifest.seed, fingerprints))
+    with FingerprintWriter(files_dir, snapshots=cfg.fingerprints.snapshots) as fingerprints:
+        summary = adapter.train(TrainingRun(env, cfg, run_dir, manifest.seed, fingerprints, ranks))
     seconds = time.perf_counter() - start
-    write_run_summary(run_dir, summary, seconds, fingerprints.written)
-    print_summary(summary, seconds, run_dir)
-    save_recording = getattr(env, "save_recording", None)
-    if save_recording is not None and (gif := save_recording(run_dir)) is not None:
-        print(f"seedlock: what the policy saw (env 0, last frames): {gif}")
+    if ranks.is_main:
+        write_run_summary(run_dir, summary, seconds, fingerprints.written)
+        print_summary(summary, seconds, run_dir)
+        save_recording = getattr(env, "save_recording", None)
+        if save_recording is not None and (gif := save_recording(run_dir)) is not None:
+            print(f"seedlock: what the policy saw (env 0, last frames): {gif}")
     close = getattr(env, "close", None)
     if close is not None:
         close()  # last: closing Isaac Sim (task=isaaclab) can end the process
     return summary
+
+
+def checked_run_dir(run_dir: Path) -> Path:
+    refuse_existing_run(run_dir)
+    return run_dir
 
 
 def rendering_applied(cfg: DictConfig, env: Any) -> dict[str, Any]:
