@@ -28,6 +28,7 @@ def _command(script: str, module: str) -> list[str]:
 
 SEEDLOCK_TRAIN = _command("seedlock-train", "trainers.train")
 SEEDLOCK_VERIFY = _command("seedlock-verify", "trainers.verify")
+SEEDLOCK_REPORT = _command("seedlock-report", "trainers.report")
 # Small enough for a few seconds a run, big enough that PPO updates do real work.
 SMALL = ("num_envs=64", "max_iterations=3")
 
@@ -40,6 +41,22 @@ def run_train(*overrides: str, check: bool = True, timeout: float = 600) -> subp
     )
     if check and result.returncode != 0:
         raise AssertionError(f"seedlock-train {' '.join(overrides)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def run_torchrun(
+    *overrides: str, processes: int = 2, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc-per-node=<processes> seedlock-train ...`` (torchrun picks a
+    free port), as a user starts a distributed run; fails the test if any rank fails."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+        "--no-python", *SEEDLOCK_TRAIN, *overrides,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"torchrun seedlock-train {' '.join(overrides)} failed:\n{result.stdout}\n{result.stderr}")
     return result
 
 
