@@ -24,11 +24,11 @@ from determinism.manifest import (
     git_state,
     tracked_env_vars,
 )
-from determinism.seeding import ResolvedSeed, SeedError, make_generator, rank_seed, resolve_seed, seed_everything
+from determinism.seeding import ResolvedSeed, SeedError, env_seeds, make_generator, rank_seed, resolve_seed, seed_everything
 from determinism.torch_flags import DeterminismError, lock_torch
 
 __all__ = [
-    "DeterminismError", "Fingerprint", "FingerprintWriter", "ResolvedSeed", "RunManifest",
+    "DeterminismError", "env_seeds", "Fingerprint", "FingerprintWriter", "ResolvedSeed", "RunManifest",
     "SeedError", "apply", "fingerprint_optimizer", "fingerprint_parameters", "make_generator",
     "rank_seed", "read_fingerprints", "resolve_seed", "resolve_seed_of",
 ]

@@ -89,6 +89,13 @@ def seed_everything(seed: int, seed_warp: bool = True) -> list[str]:
     return seeded
 
 
+def env_seeds(seed: int, num_envs: int) -> list[int]:
+    """One seed per sub-env of a vectorised gymnasium task, drawn from numpy's SeedSequence of the
+    run seed: independent streams, unlike seed + i, with which seed 1's env 1 would replay seed 2's
+    env 0."""
+    return [int(value) for value in np.random.SeedSequence(seed).generate_state(num_envs, dtype=np.uint32)]
+
+
 def make_generator(seed: int, device: str | torch.device) -> torch.Generator:
     """A private generator for one component (an env), so its draws do not depend on the
     order in which other code consumes the global torch RNG."""

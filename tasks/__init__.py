@@ -39,6 +39,12 @@ def make_for_run(cfg: DictConfig, seed: int) -> CartpoleEnv | IsaacLabTask:
         from tasks import isaaclab
 
         return isaaclab.make(cfg, seed)
+    if cfg.task.backend == "gym":
+        if determinism.applied() is None:
+            raise RuntimeError("determinism.apply(cfg) must run before tasks.make_for_run builds an env")
+        from tasks import gym_task
+
+        return gym_task.make(cfg, seed)
     render = OmegaConf.to_container(cfg.renderer.embedded)
     assert isinstance(render, dict)
     return make(cfg.task.name, dict(cfg.task.env), cfg.num_envs, seed, cfg.device, render=render)

@@ -178,7 +178,13 @@ class RlGamesVecEnv(IVecEnv):
         action_shape = self.env.action_space.shape
         return {
             "observation_space": gymnasium.spaces.Box(-self.clip_observations, self.clip_observations, obs_shape),
-            "action_space": gymnasium.spaces.Box(-self.clip_actions, self.clip_actions, action_shape),
+            # rl_games rescales its [-1, 1] actions to these bounds: the clip range (Isaac Lab's
+            # wrapper), or the task's own bounds when the agent config sets no clip (task=gym).
+            "action_space": (
+                gymnasium.spaces.Box(-self.clip_actions, self.clip_actions, action_shape)
+                if math.isfinite(self.clip_actions)
+                else self.env.action_space
+            ),
             "agents": 1,
             "value_size": 1,
         }

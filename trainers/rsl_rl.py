@@ -42,7 +42,9 @@ def train(run: TrainingRun) -> TrainSummary:
         runner.learn(
             num_learning_iterations=remaining,
             init_at_random_ep_len=bool(run.cfg.trainer.library.init_at_random_ep_len)
-            and runner.current_learning_iteration == 0,
+            and runner.current_learning_iteration == 0
+            # a gymnasium task's time limit is gymnasium's own counter, which cannot be spread
+            and getattr(run.env, "random_episode_start", True),
         )
     return summarize(run, run.max_iterations, runner.env_steps(run.max_iterations - 1), runner.last_checkpoint)
 

@@ -26,6 +26,7 @@ class TaskConfig:
     env: Dict[str, Any] = field(default_factory=dict)  # the task's own parameters
     id: Optional[str] = None  # task=isaaclab: the Isaac Lab task id (gym registry)
     app: Dict[str, Any] = field(default_factory=dict)  # task=isaaclab: AppLauncher's keyword arguments
+    env_kwargs: Dict[str, Any] = field(default_factory=dict)  # task=gym: gymnasium.make's keyword arguments
 
 
 @dataclass

@@ -154,7 +154,7 @@ def read_run(run_dir: Path) -> Run:
         config = OmegaConf.load(run_dir / CONFIG_FILE)
         run.library = str(config.trainer.name)
         task_id = config.task.get("id")
-        run.task = str(config.task.name) if task_id is None else f"{config.task.name}:{task_id}"
+        run.task = str(config.task.name) if task_id in (None, config.task.name) else f"{config.task.name}:{task_id}"
         lines = read_fingerprints(run_dir / FINGERPRINT_FILE)
     except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException) as error:
         # One unreadable run is one failed run, not a failed report.
