@@ -148,6 +148,20 @@ class CartpoleEnv:
         self.generator.set_state(state["generator"].cpu())
         self.statistics.load_state_dict(state["statistics"])
 
+    def render_frame(self) -> np.ndarray:
+        """Env 0 seen side-on, 160×80 RGB (the pixel task's rasterizer), for seedlock-play's GIF."""
+        from tasks.cartpole_rgb import to_uint8_image
+        from tasks.rasterizer import Camera, CartpoleRasterizer, RenderSettings
+
+        if getattr(self, "_viewer", None) is None:
+            self._viewer = CartpoleRasterizer(Camera(width=160, height=80), RenderSettings(), self.device)
+        cart_pos, _, pole_angle, _ = self.state[:1].unbind(dim=1)
+        return to_uint8_image(self._viewer.render(cart_pos, pole_angle)[0])
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.cfg.sim_dt * self.cfg.decimation
+
     def observations(self) -> torch.Tensor:
         cart_pos, cart_vel, pole_angle, pole_vel = self.state.unbind(dim=1)
         return torch.stack((pole_angle, pole_vel, cart_pos, cart_vel), dim=1)

@@ -97,9 +97,13 @@ class GymTask:
         )
 
     def render_frame(self) -> np.ndarray | None:
-        """Sub-env 0's rgb_array frame (``+task.env_kwargs.render_mode=rgb_array``), for play's GIF."""
+        """Sub-env 0's rgb_array frame (``task.env_kwargs.render_mode=rgb_array``), for play's GIF."""
         frame = self.env.envs[0].render()
         return None if frame is None else np.asarray(frame)
+
+    @property
+    def frame_seconds(self) -> float:
+        return 1.0 / float(self.env.envs[0].metadata.get("render_fps") or 30)
 
     def close(self) -> None:
         self.env.close()
