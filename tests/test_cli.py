@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import run_train
+from tests.support import SMALL, run_train
 
 
 def test_help_lists_the_groups_and_their_options() -> None:
@@ -45,3 +45,12 @@ def test_bad_input_fails_with_the_key_value_and_choices(tmp_path: Path, override
     for fragment in expected:
         assert fragment in message
     assert not (tmp_path / "run" / "fingerprints.jsonl").exists()
+
+
+def test_the_progress_bar_shows_when_asked_and_stays_out_of_logs(tmp_path: Path) -> None:
+    shown = run_train(*SMALL, "progress=true", f"run_dir={tmp_path / 'shown'}")
+    assert "training" in shown.stderr and "3/3" in shown.stderr and "env-steps/s" in shown.stderr
+    quiet = run_train(*SMALL, f"run_dir={tmp_path / 'quiet'}")  # progress=auto; stderr is a pipe here
+    assert "env-steps/s" not in quiet.stderr + quiet.stdout
+    bad = run_train("progress=maybe", f"run_dir={tmp_path / 'bad'}", check=False)
+    assert bad.returncode == 2 and "progress='maybe' is not valid" in bad.stderr

@@ -53,6 +53,9 @@ def test_play_films_episode_one_as_a_gif(tmp_path: Path) -> None:
     assert played.returncode == 0, played.stderr
     with Image.open(tmp_path / "play.gif") as gif:
         assert gif.n_frames == 20 and gif.size == (160, 80)
+    shown = run_play(f"checkpoint={tmp_path / 'run'}", "episodes=2", "progress=true")
+    assert "episodes" in shown.stderr and "2/2" in shown.stderr  # the bar, on stderr
+    assert "2/2" not in played.stderr  # progress=auto: no bar when stderr is not a terminal
     again = run_play(f"checkpoint={tmp_path / 'run'}", f"gif={tmp_path / 'play.gif'}")
     assert again.returncode == 2 and "never replaces a file" in again.stderr
 

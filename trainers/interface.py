@@ -29,6 +29,7 @@ from determinism.fingerprint import fingerprint_named, named_parameters
 from determinism.rng_state import capture_rng_state, restore_rng_state
 from tasks.cartpole import CartpoleEnv
 from trainers.distributed import SINGLE_PROCESS, Ranks
+from trainers.progress import ProgressBar
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
 CHECKPOINT_FORMAT = 2
@@ -47,6 +48,7 @@ class TrainingRun:
     seed: int  # this process's seed (seed + rank in a distributed run)
     fingerprints: FingerprintWriter
     ranks: Ranks = SINGLE_PROCESS
+    progress: ProgressBar | None = None  # the terminal's progress bar (trainers/progress.py)
 
     @property
     def device(self) -> str:
@@ -97,6 +99,8 @@ def record_iteration(
         parameters=per_tensor,
     )
     run.fingerprints.write(fingerprint, named)
+    if run.progress is not None:
+        run.progress.update(iteration + 1, env_steps, fingerprint.mean_return)
     return fingerprint
 
 

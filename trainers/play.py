@@ -29,8 +29,9 @@ import determinism
 import tasks
 import trainers
 from trainers.interface import CheckpointError, TrainingRun, read_checkpoint_header, resolve_checkpoint
+from trainers.progress import ProgressBar, progress_enabled
 
-PLAY_KEYS = {"checkpoint": None, "episodes": 10, "gif": None, "out": None, "gif_frames": 300}
+PLAY_KEYS = {"checkpoint": None, "episodes": 10, "gif": None, "out": None, "gif_frames": 300, "progress": "auto"}
 EXIT_BAD_INPUT = 2
 USER_ERRORS = (CheckpointError, determinism.SeedError, determinism.DeterminismError, tasks.TaskConfigError)
 
@@ -81,6 +82,10 @@ def parse_arguments(args: list[str]) -> tuple[dict[str, Any], list[str]]:
             overrides.append(arg)
     if not options["checkpoint"]:
         raise PlayInputError("checkpoint= is required: a run dir (its latest checkpoint) or a checkpoints/model_<N>.pt file.")
+    try:
+        progress_enabled(str(options["progress"]))
+    except ValueError as error:
+        raise PlayInputError(str(error)) from None
     for key in ("episodes", "gif_frames"):
         try:
             options[key] = int(options[key])
@@ -126,7 +131,8 @@ def play(options: dict[str, Any], overrides: list[str]) -> Evaluation:
         run = TrainingRun(env, cfg, Path(scratch), manifest.seed, fingerprints=None)  # type: ignore[arg-type]
         policy = trainers.adapter(str(cfg.trainer.name)).load_policy(run, checkpoint)
     frames: list[np.ndarray] = []
-    returns, lengths = play_episodes(env, policy, frames if options["gif"] else None, int(options["gif_frames"]))
+    with ProgressBar("episodes", episodes, progress_enabled(str(options["progress"]))) as bar:
+        returns, lengths = play_episodes(env, policy, frames if options["gif"] else None, int(options["gif_frames"]), bar)
     evaluation = Evaluation(
         checkpoint=str(checkpoint), episodes=episodes, mean_return=float(np.mean(returns)),
         std_return=float(np.std(returns)), returns=returns, lengths=lengths, seed=manifest.seed,
@@ -142,7 +148,9 @@ def play(options: dict[str, Any], overrides: list[str]) -> Evaluation:
     return evaluation
 
 
-def play_episodes(env: Any, policy: Any, frames: list[np.ndarray] | None, max_frames: int) -> tuple[list[float], list[int]]:
+def play_episodes(
+    env: Any, policy: Any, frames: list[np.ndarray] | None, max_frames: int, bar: ProgressBar | None = None
+) -> tuple[list[float], list[int]]:
     """Every env plays until its first episode ends; env 0 is filmed into ``frames``."""
     running = torch.zeros(env.num_envs, dtype=torch.float64)
     returns: list[float | None] = [None] * env.num_envs
@@ -162,6 +170,9 @@ def play_episodes(env: Any, policy: Any, frames: list[np.ndarray] | None, max_fr
                 returns[index], lengths[index] = float(running[index]), step
                 filming = filming and index != 0
         running[(result.terminated | result.truncated).cpu()] = 0.0
+        if bar is not None:
+            finished = [value for value in returns if value is not None]
+            bar.update(len(finished), step * env.num_envs, float(np.mean(finished)) if finished else None)
     return [float(value) for value in returns], lengths  # type: ignore[arg-type]
 
 

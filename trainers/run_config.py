@@ -88,6 +88,7 @@ class TrainConfig:
     num_envs: int = "${task.num_envs}"  # type: ignore[assignment]
     max_iterations: int = "${agent.max_iterations}"  # type: ignore[assignment]
     device: str = "cpu"
+    progress: str = "auto"  # the progress bar: auto (on an interactive terminal), true, false
     distributed: bool = False  # under torchrun: one run over its processes (rl_games, rsl_rl, skrl)
     checkpoint: Optional[str] = None  # a checkpoint file, or a run dir for its latest one
     experiment: str = "${task.name}_${trainer.name}"
@@ -110,6 +111,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.checkpoint_interval={cfg.trainer.checkpoint_interval} is not valid: it must be >= 1."
         )
+    if str(cfg.progress).lower() not in ("auto", "true", "false"):
+        raise ConfigError(f"progress={cfg.progress!r} is not valid: choose auto (a bar on an interactive terminal), true or false.")
     device = str(cfg.device)
     if device != "cpu" and not device.startswith("cuda"):
         raise ConfigError(f"device={device!r} is not valid: choose cpu, cuda or cuda:<index>.")

@@ -25,6 +25,7 @@ from determinism import FingerprintWriter
 from determinism.manifest import config_sha256
 from trainers.interface import CheckpointError, TrainingRun, TrainSummary, read_checkpoint_header, resolve_checkpoint
 from trainers.distributed import Ranks
+from trainers.progress import ProgressBar, progress_enabled
 from trainers.run_config import ConfigError, register, validate
 from trainers.sweep import in_sweep, run_sweep_job
 
@@ -104,8 +105,12 @@ def run_rank(cfg: DictConfig, ranks: Ranks) -> TrainSummary:
     manifest.write(files_dir / "manifest.json")
     adapter = trainers.adapter(cfg.trainer.name)
     start = time.perf_counter()
-    with FingerprintWriter(files_dir, snapshots=cfg.fingerprints.snapshots) as fingerprints:
-        summary = adapter.train(TrainingRun(env, cfg, run_dir, manifest.seed, fingerprints, ranks))
+    show_bar = progress_enabled(str(cfg.progress), ranks.is_main and not in_sweep())
+    with (
+        FingerprintWriter(files_dir, snapshots=cfg.fingerprints.snapshots) as fingerprints,
+        ProgressBar("training", cfg.max_iterations, show_bar) as bar,
+    ):
+        summary = adapter.train(TrainingRun(env, cfg, run_dir, manifest.seed, fingerprints, ranks, bar))
     seconds = time.perf_counter() - start
     if ranks.is_main:
         write_run_summary(run_dir, summary, seconds, fingerprints.written)
