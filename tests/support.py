@@ -29,6 +29,7 @@ def _command(script: str, module: str) -> list[str]:
 SEEDLOCK_TRAIN = _command("seedlock-train", "trainers.train")
 SEEDLOCK_VERIFY = _command("seedlock-verify", "trainers.verify")
 SEEDLOCK_REPORT = _command("seedlock-report", "trainers.report")
+SEEDLOCK_PLAY = _command("seedlock-play", "trainers.play")
 # Small enough for a few seconds a run, big enough that PPO updates do real work.
 SMALL = ("num_envs=64", "max_iterations=3")
 
@@ -58,6 +59,12 @@ def run_torchrun(
     if check and result.returncode != 0:
         raise AssertionError(f"torchrun seedlock-train {' '.join(overrides)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def run_play(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run ``seedlock-play`` in its own process."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([*SEEDLOCK_PLAY, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def run_verify(*args: str) -> subprocess.CompletedProcess[str]:

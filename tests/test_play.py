@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.support import SMALL, TRAINERS, run_train
-
-SEEDLOCK_PLAY = [str(Path(sys.executable).with_name("seedlock-play"))]
-if not Path(SEEDLOCK_PLAY[0]).exists():
-    SEEDLOCK_PLAY = [sys.executable, "-m", "trainers.play"]
-
-
-def run_play(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([*SEEDLOCK_PLAY, *args], capture_output=True, text=True, env=env, timeout=600)
-
+from tests.support import SMALL, TRAINERS, run_play, run_train
 
 def tree_digest(directory: Path) -> dict[str, str]:
     return {
