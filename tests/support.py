@@ -30,6 +30,7 @@ SEEDLOCK_TRAIN = _command("seedlock-train", "trainers.train")
 SEEDLOCK_VERIFY = _command("seedlock-verify", "trainers.verify")
 SEEDLOCK_REPORT = _command("seedlock-report", "trainers.report")
 SEEDLOCK_PLAY = _command("seedlock-play", "trainers.play")
+SEEDLOCK_EXPORT = _command("seedlock-export", "trainers.export")
 # Small enough for a few seconds a run, big enough that PPO updates do real work.
 SMALL = ("num_envs=64", "max_iterations=3")
 

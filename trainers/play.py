@@ -13,11 +13,14 @@ Other ``key=value`` arguments override the run's config (``device=cuda``, ``seed
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -99,14 +102,14 @@ def parse_arguments(args: list[str]) -> tuple[dict[str, Any], list[str]]:
     return options, overrides
 
 
-def run_config(checkpoint: Path, episodes: int, overrides: list[str], filming: bool) -> DictConfig:
-    """The run's config.yaml, for ``episodes`` envs, with the overrides; a run dir is never resumed."""
+def run_config(checkpoint: Path, num_envs: int, overrides: list[str], filming: bool) -> DictConfig:
+    """The run's config.yaml, for ``num_envs`` envs, with the overrides; a run dir is never resumed."""
     run_dir = checkpoint.parent.parent
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():
         raise PlayInputError(f"checkpoint={str(checkpoint)!r} has no {config_file} beside it: is it a seedlock run's checkpoint?")
     cfg = OmegaConf.load(config_file)
-    cfg.num_envs = episodes
+    cfg.num_envs = num_envs
     cfg.checkpoint = None
     cfg.distributed = False
     if filming and cfg.task.backend == "gym":
@@ -118,33 +121,44 @@ def run_config(checkpoint: Path, episodes: int, overrides: list[str], filming: b
     return cfg
 
 
-def play(options: dict[str, Any], overrides: list[str]) -> Evaluation:
-    checkpoint = resolve_checkpoint(options["checkpoint"])
-    episodes = int(options["episodes"])
-    cfg = run_config(checkpoint, episodes, overrides, filming=bool(options["gif"]))
+@contextlib.contextmanager
+def prepared_run(
+    checkpoint_arg: str, num_envs: int, overrides: list[str], filming: bool = False
+) -> Iterator[tuple[TrainingRun, Path, ModuleType]]:
+    """The checkpoint's run rebuilt for evaluation: its config, determinism applied first, the
+    task built with ``num_envs`` envs, and the adapter; the run dir of the TrainingRun is a
+    scratch dir (the libraries' loggers write as a policy is built; never into the run's own)."""
+    checkpoint = resolve_checkpoint(checkpoint_arg)
+    cfg = run_config(checkpoint, num_envs, overrides, filming)
     read_checkpoint_header(checkpoint, str(cfg.task.name), str(cfg.trainer.name))
     manifest = determinism.apply(cfg)  # first, as for training
     env = tasks.make_for_run(cfg, manifest.seed)
-    with tempfile.TemporaryDirectory(prefix="seedlock-play-") as scratch:
-        # The libraries' loggers write as their models are built (SB3's TensorBoard writer does):
-        # into a scratch dir, never into the run dir being evaluated.
-        run = TrainingRun(env, cfg, Path(scratch), manifest.seed, fingerprints=None)  # type: ignore[arg-type]
-        policy = trainers.adapter(str(cfg.trainer.name)).load_policy(run, checkpoint)
-    frames: list[np.ndarray] = []
-    with ProgressBar("episodes", episodes, progress_enabled(str(options["progress"]))) as bar:
-        returns, lengths = play_episodes(env, policy, frames if options["gif"] else None, int(options["gif_frames"]), bar)
+    try:
+        with tempfile.TemporaryDirectory(prefix="seedlock-play-") as scratch:
+            run = TrainingRun(env, cfg, Path(scratch), manifest.seed, fingerprints=None)  # type: ignore[arg-type]
+            yield run, checkpoint, trainers.adapter(str(cfg.trainer.name))
+    finally:
+        close = getattr(env, "close", None)
+        if close is not None:
+            close()
+
+
+def play(options: dict[str, Any], overrides: list[str]) -> Evaluation:
+    episodes = int(options["episodes"])
+    with prepared_run(options["checkpoint"], episodes, overrides, filming=bool(options["gif"])) as (run, checkpoint, adapter):
+        policy = adapter.load_policy(run, checkpoint)
+        frames: list[np.ndarray] = []
+        with ProgressBar("episodes", episodes, progress_enabled(str(options["progress"]))) as bar:
+            returns, lengths = play_episodes(run.env, policy, frames if options["gif"] else None, int(options["gif_frames"]), bar)
+        if options["gif"]:
+            write_gif(frames, Path(options["gif"]), getattr(run.env, "frame_seconds", 1 / 30))
+            print(f"seedlock-play: episode 1 filmed: {options['gif']}")
     evaluation = Evaluation(
         checkpoint=str(checkpoint), episodes=episodes, mean_return=float(np.mean(returns)),
-        std_return=float(np.std(returns)), returns=returns, lengths=lengths, seed=manifest.seed,
+        std_return=float(np.std(returns)), returns=returns, lengths=lengths, seed=run.seed,
     )
-    if options["gif"]:
-        write_gif(frames, Path(options["gif"]), getattr(env, "frame_seconds", 1 / 30))
-        print(f"seedlock-play: episode 1 filmed: {options['gif']}")
     if options["out"]:
         Path(options["out"]).write_text(json.dumps(asdict(evaluation), indent=2) + "\n")
-    close = getattr(env, "close", None)
-    if close is not None:
-        close()
     return evaluation
 
 

@@ -122,6 +122,49 @@ def cuda_device_selection_skipped(run: TrainingRun) -> Iterator[None]:
         torch.cuda.set_device = set_device
 
 
+def policy_module(run: TrainingRun, checkpoint: Path) -> torch.nn.Module:
+    """The deployable policy, obs -> deterministic action, as ``PpoPlayerContinuous.get_action``
+    computes it: clip the observation, normalise it, the network's mean, then clamp to [-1, 1]
+    and rescale to the action bounds."""
+    state = load_checkpoint(checkpoint, run)["library"]
+    params = rl_games_params(run)
+    vec_env = RlGamesVecEnv(run.env, params["env"])
+    params["config"]["env_info"] = vec_env.get_env_info()
+    player = players.PpoPlayerContinuous(params=params)
+    player.model.load_state_dict(state["model"])
+    return RlGamesPolicy(player, vec_env.clip_observations).eval()
+
+
+class RlGamesPolicy(torch.nn.Module):
+    """rl_games' continuous policy as one traceable module. The observation normaliser is
+    applied from its buffers with RunningMeanStd's own eval formula, since rl_games scripts that
+    module with torch.jit.script and a traced module cannot call into it."""
+
+    def __init__(self, player: players.PpoPlayerContinuous, clip_observations: float) -> None:
+        super().__init__()
+        self.network = player.model.a2c_network
+        self.clip_observations = clip_observations
+        self.clip_actions = bool(player.clip_actions)
+        self.normalize = bool(player.model.normalize_input)
+        rms = player.model.running_mean_std if self.normalize else None
+        if rms is not None and (rms.per_channel or rms.norm_only):
+            raise NotImplementedError("export of rl_games' per-channel or norm-only observation normaliser")
+        self.epsilon = float(rms.epsilon) if rms is not None else 0.0
+        self.register_buffer("obs_mean", rms.running_mean.clone().float() if rms is not None else torch.zeros(0))
+        self.register_buffer("obs_var", rms.running_var.clone().float() if rms is not None else torch.zeros(0))
+        self.register_buffer("actions_low", player.actions_low.clone())
+        self.register_buffer("actions_high", player.actions_high.clone())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        obs = obs.clamp(-self.clip_observations, self.clip_observations)
+        if self.normalize:
+            obs = ((obs - self.obs_mean) / torch.sqrt(self.obs_var + self.epsilon)).clamp(-5.0, 5.0)
+        mu = self.network({"obs": obs, "is_train": False})[0]
+        if not self.clip_actions:
+            return mu
+        return players.rescale_actions(self.actions_low, self.actions_high, mu.clamp(-1.0, 1.0))
+
+
 def rl_games_params(run: TrainingRun) -> dict[str, Any]:
     """rl_games' ``params`` (the body of Isaac Lab's ``params:`` block) from the agent YAML, plus
     the keys that seedlock owns."""

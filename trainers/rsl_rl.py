@@ -61,6 +61,14 @@ def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
     return act
 
 
+def policy_module(run: TrainingRun, checkpoint: Path) -> torch.nn.Module:
+    """The deployable policy, obs -> deterministic action: RSL-RL's own export module (what its
+    ``export_policy_to_jit`` scripts and Isaac Lab deploys), normaliser included."""
+    runner = SeedlockRunner(vec_env(run), runner_config(run), run)
+    runner.alg.load(load_checkpoint(checkpoint, run)["library"], None, strict=True)
+    return runner.alg.get_policy().as_jit().to(run.device).eval()
+
+
 def vec_env(run: TrainingRun) -> VecEnv:
     """The run's task as an RSL-RL VecEnv: Isaac Lab's own wrapper for task=isaaclab, else seedlock's."""
     return isaaclab_vec_env(run) if is_isaaclab(run.env) else RslRlVecEnv(run.env)

@@ -98,6 +98,27 @@ def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
     return act
 
 
+def policy_module(run: TrainingRun, checkpoint: Path) -> torch.nn.Module:
+    """The deployable policy, obs -> deterministic action: SB3's documented export wrapper
+    (``policy(obs, deterministic=True)``), clipped to a Box action space as ``predict`` does."""
+    model = make_model(run, seed=None)
+    model.restore(load_checkpoint(checkpoint, run)["library"])
+    model.policy.set_training_mode(False)
+    return Sb3Policy(model.policy, model.action_space.low, model.action_space.high).eval()
+
+
+class Sb3Policy(torch.nn.Module):
+    def __init__(self, policy: torch.nn.Module, low: Any, high: Any) -> None:
+        super().__init__()
+        self.policy = policy
+        self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32))
+        self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        actions, _, _ = self.policy(obs, deterministic=True)
+        return torch.maximum(torch.minimum(actions, self.high), self.low)
+
+
 def make_model(run: TrainingRun, seed: int | None) -> SeedlockPPO:
     policy, kwargs = ppo_kwargs(run)
     library = run.cfg.trainer.library

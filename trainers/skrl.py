@@ -112,6 +112,26 @@ def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
     return act
 
 
+def policy_module(run: TrainingRun, checkpoint: Path) -> torch.nn.Module:
+    """The deployable policy, obs -> deterministic action: the agent's observation preprocessor,
+    then the policy's mean action (what ``outputs["mean_actions"]`` holds)."""
+    agent = build_agent(run)
+    agent.restore(load_checkpoint(checkpoint, run)["library"])
+    agent.enable_training_mode(False, apply_to_models=True)
+    return SkrlPolicy(agent._observation_preprocessor, agent.policy).eval()
+
+
+class SkrlPolicy(torch.nn.Module):
+    def __init__(self, preprocessor: Any, policy: Model) -> None:
+        super().__init__()
+        self.preprocessor = preprocessor
+        self.policy = policy
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        mean, _ = self.policy.compute({"observations": self.preprocessor(obs.flatten(1))}, role="policy")
+        return mean
+
+
 def build_agent(run: TrainingRun) -> SeedlockPPO:
     """The wrapped env, models and PPO agent of a run, from ``run.cfg.agent``."""
     skrl_config.torch.key = run.seed  # skrl's own seed slot: the run's seed, never skrl's default 0

@@ -1,0 +1,51 @@
+"""seedlock-export: TorchScript and ONNX policies that act exactly as the live policy does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import onnxruntime
+import pytest
+import torch
+
+from tests.support import SEEDLOCK_EXPORT, SMALL, TRAINERS, run_train
+from trainers.export import observation_batch
+from trainers.play import prepared_run
+
+
+def run_export(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([*SEEDLOCK_EXPORT, *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.usefixtures("restore_torch_state")
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_exported_policies_give_the_live_policys_actions(tmp_path: Path, trainer: str) -> None:
+    run_dir, out = tmp_path / "run", tmp_path / "exported"
+    run_train(f"trainer={trainer}", *SMALL, f"run_dir={run_dir}")
+    exported = run_export(f"checkpoint={run_dir}", f"out={out}")
+    assert exported.returncode == 0, exported.stderr
+    assert "max |exported - live| action" in exported.stdout
+    # The live policy: the library's own inference path, as seedlock-play acts; a batch size
+    # other than the export's 64, so the exports' batch dimension must be dynamic.
+    with prepared_run(str(run_dir), num_envs=17, overrides=["device=cpu"]) as (run, checkpoint, adapter):
+        live = adapter.load_policy(run, checkpoint)
+        observations = observation_batch(run.env)
+        with torch.no_grad():
+            expected = live(observations).float()
+    scripted = torch.jit.load(str(out / "policy.pt"))(observations)
+    session = onnxruntime.InferenceSession(str(out / "policy.onnx"), providers=["CPUExecutionProvider"])
+    onnx_actions = torch.from_numpy(session.run(None, {"obs": observations.numpy()})[0])
+    assert expected.shape == (17, run.env.num_actions)
+    assert torch.equal(scripted, expected)  # the same ops on the same CPU
+    torch.testing.assert_close(onnx_actions, expected, rtol=0, atol=1e-5)  # ONNX Runtime's own kernels
+    assert not torch.equal(expected, expected[:1].expand_as(expected))  # the batch is not one observation
+
+
+def test_export_never_replaces_an_existing_directory(tmp_path: Path) -> None:
+    run_train(*SMALL, f"run_dir={tmp_path / 'run'}")
+    (tmp_path / "out").mkdir()
+    exported = run_export(f"checkpoint={tmp_path / 'run'}", f"out={tmp_path / 'out'}")
+    assert exported.returncode == 2 and "already exists" in exported.stderr and "Traceback" not in exported.stderr
