@@ -122,6 +122,11 @@ class CartpoleRgbEnv(CartpoleEnv):
         cart_pos, _, pole_angle, _ = self.state[rows].unbind(dim=1)
         return self.rasterizer.render(cart_pos, pole_angle)
 
+    def render_frame(self) -> np.ndarray:
+        """Env 0's camera: the latest frame its policy sees, each pixel a GIF_SCALE square (seedlock-play's GIF)."""
+        frame = to_uint8_image(self.frames[0, -3:])
+        return np.repeat(np.repeat(frame, GIF_SCALE, axis=0), GIF_SCALE, axis=1)
+
     def save_recording(self, run_dir: Path) -> Path | None:
         """Write the recorded frames of env 0 (what its policy saw last) as an animated GIF."""
         if not self.recording:

@@ -58,3 +58,11 @@ def test_play_films_episode_one_as_a_gif(tmp_path: Path) -> None:
 def test_bad_play_input_exits_2_with_one_paragraph(args: tuple[str, ...], message: str) -> None:
     played = run_play(*args)
     assert played.returncode == 2 and message in played.stderr and "Traceback" not in played.stderr
+
+
+def test_play_films_a_pixel_task_through_its_camera(tmp_path: Path) -> None:
+    run_train("task=cartpole_rgb", "num_envs=8", "max_iterations=1", f"run_dir={tmp_path / 'run'}")
+    played = run_play(f"checkpoint={tmp_path / 'run'}", "episodes=2", "gif_frames=5", f"gif={tmp_path / 'camera.gif'}")
+    assert played.returncode == 0, played.stderr
+    with Image.open(tmp_path / "camera.gif") as gif:  # the 64x32 camera frame, each pixel 4x4
+        assert gif.n_frames == 5 and gif.size == (256, 128)
