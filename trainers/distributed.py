@@ -148,11 +148,3 @@ def torchrun_env_hidden() -> Iterator[None]:
     finally:
         os.environ.update(saved)
 
-
-def gathered(ranks: Ranks, value: T) -> list[T]:
-    """Every rank's ``value``, in rank order (on every rank)."""
-    if not ranks.is_distributed:
-        return [value]
-    values: list[Any] = [None] * ranks.world_size
-    torch.distributed.all_gather_object(values, value)
-    return values

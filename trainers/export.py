@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from trainers.play import PlayInputError, USER_ERRORS, prepared_run
+from trainers.play import USER_ERRORS, PlayInputError, prepared_run, split_key_values
 
 EXIT_BAD_INPUT = 2
 BATCH = 64  # observations compared between the live and the exported policies
@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> None:
         print(__doc__)
         return
     try:
-        options = dict(arg.partition("=")[::2] for arg in args)
-        if not options.get("checkpoint"):
-            raise PlayInputError("checkpoint= is required: a run dir (its latest checkpoint) or a checkpoints/model_<N>.pt file.")
-        paths, differences = export(options["checkpoint"], options.get("out"))
+        options, unknown = split_key_values(args, {"checkpoint": None, "out": None})
+        if unknown:
+            raise PlayInputError(f"{' '.join(unknown)}: seedlock-export takes checkpoint= and out= only.")
+        paths, differences = export(options["checkpoint"], options["out"])
     except (PlayInputError, *USER_ERRORS) as error:
         print(f"seedlock-export: error: {error}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)

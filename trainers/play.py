@@ -71,20 +71,27 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-def parse_arguments(args: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """play's own keys apart from the run-config overrides."""
-    options = dict(PLAY_KEYS)
-    overrides = []
+def split_key_values(args: list[str], defaults: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The command's own ``key=value`` arguments (``defaults``' keys) apart from the rest; a
+    checkpoint is required (seedlock-play's and seedlock-export's shared command line)."""
+    options = dict(defaults)
+    others = []
     for arg in args:
         key, sep, value = arg.partition("=")
         if not sep:
-            raise PlayInputError(f"{arg!r} is not key=value; e.g. seedlock-play checkpoint=<run dir> episodes=10.")
-        if key in PLAY_KEYS:
+            raise PlayInputError(f"{arg!r} is not key=value; e.g. checkpoint=<run dir>.")
+        if key in defaults:
             options[key] = value
         else:
-            overrides.append(arg)
+            others.append(arg)
     if not options["checkpoint"]:
         raise PlayInputError("checkpoint= is required: a run dir (its latest checkpoint) or a checkpoints/model_<N>.pt file.")
+    return options, others
+
+
+def parse_arguments(args: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """play's own keys apart from the run-config overrides."""
+    options, overrides = split_key_values(args, PLAY_KEYS)
     try:
         progress_enabled(str(options["progress"]))
     except ValueError as error:
