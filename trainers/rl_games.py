@@ -90,13 +90,7 @@ def train(run: TrainingRun) -> TrainSummary:
 
 
 def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
-    state = load_checkpoint(checkpoint, run)["library"]
-    params = rl_games_params(run)
-    vec_env = RlGamesVecEnv(run.env, params["env"])
-    # env_info given: the player builds the model for these spaces and creates no env of its own.
-    params["config"]["env_info"] = vec_env.get_env_info()
-    player = players.PpoPlayerContinuous(params=params)
-    player.model.load_state_dict(state["model"])  # the normalizers' running mean/std included
+    player, vec_env = restored_player(run, checkpoint)
     player.has_batch_dimension = True
 
     def act(obs: torch.Tensor) -> torch.Tensor:
@@ -126,13 +120,21 @@ def policy_module(run: TrainingRun, checkpoint: Path) -> torch.nn.Module:
     """The deployable policy, obs -> deterministic action, as ``PpoPlayerContinuous.get_action``
     computes it: clip the observation, normalise it, the network's mean, then clamp to [-1, 1]
     and rescale to the action bounds."""
+    player, vec_env = restored_player(run, checkpoint)
+    return RlGamesPolicy(player, vec_env.clip_observations).eval()
+
+
+def restored_player(run: TrainingRun, checkpoint: Path) -> tuple[players.PpoPlayerContinuous, RlGamesVecEnv]:
+    """rl_games' player with the checkpoint's model (play and export), and the vec env whose
+    clipping it acts with."""
     state = load_checkpoint(checkpoint, run)["library"]
     params = rl_games_params(run)
     vec_env = RlGamesVecEnv(run.env, params["env"])
+    # env_info given: the player builds the model for these spaces and creates no env of its own.
     params["config"]["env_info"] = vec_env.get_env_info()
     player = players.PpoPlayerContinuous(params=params)
-    player.model.load_state_dict(state["model"])
-    return RlGamesPolicy(player, vec_env.clip_observations).eval()
+    player.model.load_state_dict(state["model"])  # the normalizers' running mean/std included
+    return player, vec_env
 
 
 class RlGamesPolicy(torch.nn.Module):

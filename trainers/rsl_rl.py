@@ -50,9 +50,7 @@ def train(run: TrainingRun) -> TrainSummary:
 
 
 def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
-    runner = SeedlockRunner(vec_env(run), runner_config(run), run)
-    runner.alg.load(load_checkpoint(checkpoint, run)["library"], None, strict=True)
-    actor = runner.get_inference_policy(device=run.device)
+    actor = restored_runner(run, checkpoint).get_inference_policy(device=run.device)
 
     def act(obs: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -64,9 +62,14 @@ def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
 def policy_module(run: TrainingRun, checkpoint: Path) -> torch.nn.Module:
     """The deployable policy, obs -> deterministic action: RSL-RL's own export module (what its
     ``export_policy_to_jit`` scripts and Isaac Lab deploys), normaliser included."""
+    return restored_runner(run, checkpoint).alg.get_policy().as_jit().to(run.device).eval()
+
+
+def restored_runner(run: TrainingRun, checkpoint: Path) -> SeedlockRunner:
+    """The runner with the checkpoint's models and optimizer loaded (play and export)."""
     runner = SeedlockRunner(vec_env(run), runner_config(run), run)
     runner.alg.load(load_checkpoint(checkpoint, run)["library"], None, strict=True)
-    return runner.alg.get_policy().as_jit().to(run.device).eval()
+    return runner
 
 
 def vec_env(run: TrainingRun) -> VecEnv:

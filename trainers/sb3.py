@@ -80,12 +80,8 @@ def train(run: TrainingRun) -> TrainSummary:
 
 
 def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
-    # seed=None: nothing drawn while building survives (the checkpoint replaces the weights and the
-    # policy acts deterministically), so an evaluation does not restart the caller's RNGs.
-    model = make_model(run, seed=None)
-    model.restore(load_checkpoint(checkpoint, run)["library"])
+    model = restored_model(run, checkpoint)
     policy = model.policy
-    policy.set_training_mode(False)
     low = torch.as_tensor(model.action_space.low, device=policy.device)
     high = torch.as_tensor(model.action_space.high, device=policy.device)
 
@@ -101,10 +97,18 @@ def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
 def policy_module(run: TrainingRun, checkpoint: Path) -> torch.nn.Module:
     """The deployable policy, obs -> deterministic action: SB3's documented export wrapper
     (``policy(obs, deterministic=True)``), clipped to a Box action space as ``predict`` does."""
+    model = restored_model(run, checkpoint)
+    return Sb3Policy(model.policy, model.action_space.low, model.action_space.high).eval()
+
+
+def restored_model(run: TrainingRun, checkpoint: Path) -> SeedlockPPO:
+    """The model with the checkpoint's weights, its policy in evaluation mode (play and export).
+    seed=None: nothing drawn while building survives (the checkpoint replaces the weights and the
+    policy acts deterministically), so an evaluation does not restart the caller's RNGs."""
     model = make_model(run, seed=None)
     model.restore(load_checkpoint(checkpoint, run)["library"])
     model.policy.set_training_mode(False)
-    return Sb3Policy(model.policy, model.action_space.low, model.action_space.high).eval()
+    return model
 
 
 class Sb3Policy(torch.nn.Module):

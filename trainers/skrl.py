@@ -98,9 +98,7 @@ def train(run: TrainingRun) -> TrainSummary:
 
 
 def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
-    agent = build_agent(run)
-    agent.restore(load_checkpoint(checkpoint, run)["library"])
-    agent.enable_training_mode(False, apply_to_models=True)
+    agent = restored_agent(run, checkpoint)
 
     def act(obs: torch.Tensor) -> torch.Tensor:
         # What skrl's trainers evaluate with: the agent's preprocessing, then the mean action
@@ -115,10 +113,16 @@ def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
 def policy_module(run: TrainingRun, checkpoint: Path) -> torch.nn.Module:
     """The deployable policy, obs -> deterministic action: the agent's observation preprocessor,
     then the policy's mean action (what ``outputs["mean_actions"]`` holds)."""
+    agent = restored_agent(run, checkpoint)
+    return SkrlPolicy(agent._observation_preprocessor, agent.policy).eval()
+
+
+def restored_agent(run: TrainingRun, checkpoint: Path) -> SeedlockPPO:
+    """The agent with the checkpoint's models and preprocessors, in evaluation mode (play and export)."""
     agent = build_agent(run)
     agent.restore(load_checkpoint(checkpoint, run)["library"])
     agent.enable_training_mode(False, apply_to_models=True)
-    return SkrlPolicy(agent._observation_preprocessor, agent.policy).eval()
+    return agent
 
 
 class SkrlPolicy(torch.nn.Module):
