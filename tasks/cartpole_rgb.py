@@ -69,13 +69,22 @@ class CartpoleRgbEnv(CartpoleEnv):
         )
         # every frame since the oldest one observed; observations() picks every frame_interval-th
         self.history_length = (config.frame_stack - 1) * config.frame_interval + 1
+        # A ring of history_length slots of 3 channels, written in place one slot per step: shifting
+        # the whole history every step copied all of it, which made 4096 envs slower than 256.
+        # Slot ``self.head`` holds the oldest frame, the slot before it the newest.
+        self.head = 0
+        self.ring = torch.zeros(
+            num_envs, 3 * self.history_length, config.height, config.width, dtype=self.render_settings.dtype,
+            device=device,
+        ).contiguous(memory_format=self.render_settings.memory_format)
+        # Row h: the ring's channels in age order (oldest first) while the head is at slot h, built once
+        # on the env's device, so no step creates an index on the host.
+        ages = torch.arange(self.history_length)
+        slots_by_age = (ages.unsqueeze(1) + ages) % self.history_length  # [head, age] -> slot
+        self.channels_by_age = (3 * slots_by_age.unsqueeze(2) + torch.arange(3)).flatten(1).to(device)
         observed = torch.arange(0, self.history_length, config.frame_interval)
-        self.observed_channels = (3 * observed.unsqueeze(1) + torch.arange(3)).flatten().to(device)
+        self.observed_channels = (3 * slots_by_age[:, observed].unsqueeze(2) + torch.arange(3)).flatten(1).to(device)
         channels = 3 * config.frame_stack
-        self.frames = torch.zeros(
-            num_envs, 3 * self.history_length, config.height, config.width,
-            dtype=self.render_settings.dtype, device=device,
-        )
         self.recording: deque[np.ndarray] = deque(maxlen=config.record_frames)
         super().__init__(num_envs, seed, device, config)
         low = -1.0 if config.subtract_mean else 0.0
@@ -89,23 +98,36 @@ class CartpoleRgbEnv(CartpoleEnv):
         return int(np.prod(self.observation_space.shape))
 
     def observations(self) -> torch.Tensor:
-        """The stacked frames, oldest first, as float32 in the renderer's memory layout."""
-        frames = self.frames.index_select(1, self.observed_channels).to(torch.float32)
+        """The stacked frames, oldest first, as float32 in the renderer's memory layout.
+
+        index_select copies the observed slots into a new tensor, so the ring's in-place writes
+        never change an observation handed out before."""
+        frames = self.ring.index_select(1, self.observed_channels[self.head]).to(torch.float32)
         if self.cfg.subtract_mean:
             frames = frames - frames.mean(dim=(2, 3), keepdim=True)
         return frames.contiguous(memory_format=self.render_settings.memory_format)
 
+    def history(self) -> torch.Tensor:
+        """A copy of every env's frame history in age order (oldest first), ``(N, 3·history_length, H, W)``."""
+        return self.ring.index_select(1, self.channels_by_age[self.head]).contiguous(
+            memory_format=self.render_settings.memory_format
+        )
+
     def state_dict(self) -> dict[str, object]:
-        return {**super().state_dict(), "frames": self.frames.clone()}
+        # the ordered history, not the ring, so checkpoints do not depend on where the head stands
+        return {**super().state_dict(), "frames": self.history()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.frames = state["frames"].to(self.device).clone().contiguous(memory_format=self.render_settings.memory_format)
+        self.ring = state["frames"].to(self.device).clone().contiguous(memory_format=self.render_settings.memory_format)
+        self.head = 0  # the saved history is in age order: slot 0 holds the oldest frame
 
     def _after_physics(self) -> None:
-        """Push the frame of the new state onto every env's stack."""
+        """Write the frame of the new state over every env's oldest frame."""
         frame = self._render(slice(None))
-        self.frames = torch.cat((self.frames[:, 3:], frame), dim=1).contiguous(memory_format=self.render_settings.memory_format)
+        # In place is safe: observations() hands out copies (index_select), never views of the ring.
+        self.ring[:, 3 * self.head : 3 * self.head + 3] = frame
+        self.head = (self.head + 1) % self.history_length
         if self.recording.maxlen:
             self.recording.append(to_uint8_image(frame[0]))
 
@@ -115,8 +137,8 @@ class CartpoleRgbEnv(CartpoleEnv):
         ids = rows.nonzero().flatten()
         if ids.numel():
             first = self._render(ids).repeat(1, self.history_length, 1, 1)
-            # out of place: an observation handed out before the reset must keep its frames
-            self.frames = self.frames.index_put((ids,), first)
+            # in place is safe: an observation handed out before the reset is a copy, so it keeps its frames
+            self.ring.index_copy_(0, ids, first)
 
     def _render(self, rows: slice | torch.Tensor) -> torch.Tensor:
         cart_pos, _, pole_angle, _ = self.state[rows].unbind(dim=1)
@@ -124,7 +146,8 @@ class CartpoleRgbEnv(CartpoleEnv):
 
     def render_frame(self) -> np.ndarray:
         """Env 0's camera: the latest frame its policy sees, each pixel a GIF_SCALE square (seedlock-play's GIF)."""
-        frame = to_uint8_image(self.frames[0, -3:])
+        newest = 3 * ((self.head - 1) % self.history_length)
+        frame = to_uint8_image(self.ring[0, newest : newest + 3])
         return np.repeat(np.repeat(frame, GIF_SCALE, axis=0), GIF_SCALE, axis=1)
 
     def save_recording(self, run_dir: Path) -> Path | None:
