@@ -25,12 +25,12 @@ from determinism.manifest import (
     tracked_env_vars,
 )
 from determinism.seeding import ResolvedSeed, SeedError, env_seeds, make_generator, rank_seed, resolve_seed, seed_everything
-from determinism.torch_flags import DeterminismError, lock_torch
+from determinism.torch_flags import DeterminismError, lock_torch, reserve_cublas_workspace
 
 __all__ = [
     "DeterminismError", "env_seeds", "Fingerprint", "FingerprintWriter", "ResolvedSeed", "RunManifest",
     "SeedError", "apply", "fingerprint_optimizer", "fingerprint_parameters", "make_generator",
-    "rank_seed", "read_fingerprints", "resolve_seed", "resolve_seed_of",
+    "rank_seed", "read_fingerprints", "reserve_cublas_workspace", "resolve_seed", "resolve_seed_of",
 ]
 
 _applied: RunManifest | None = None

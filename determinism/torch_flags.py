@@ -80,8 +80,7 @@ def lock_torch(
                 "torch_deterministic=true was applied after CUDA had been initialised, so "
                 f"{CUBLAS_WORKSPACE_ENV} cannot take effect; apply determinism first."
             )
-        os.environ[CUBLAS_WORKSPACE_ENV] = cublas_workspace_config
-        env_vars_set[CUBLAS_WORKSPACE_ENV] = cublas_workspace_config
+        env_vars_set[CUBLAS_WORKSPACE_ENV] = reserve_cublas_workspace(cublas_workspace_config)
         torch.use_deterministic_algorithms(True, warn_only=warn_only)
         torch.backends.cudnn.deterministic = True
         # Benchmark mode times candidate kernels at run time and keeps the fastest, which can
@@ -102,6 +101,15 @@ def lock_torch(
         num_threads=torch.get_num_threads(),
         num_interop_threads=torch.get_num_interop_threads(),
     )
+
+
+def reserve_cublas_workspace(config: str = ":4096:8") -> str:
+    """Set cuBLAS's workspace config for deterministic matmuls; it takes effect only if CUDA has
+    not started. A process that will run deterministic and non-deterministic jobs calls this
+    first (the benchmarks do): once CUDA runs it can no longer be set, and it costs the other
+    jobs nothing but a fixed workspace size."""
+    os.environ[CUBLAS_WORKSPACE_ENV] = config
+    return config
 
 
 def _restore_defaults() -> None:
