@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.seedlock-installed
 # user's own (CUDA) torch is never replaced and pip never pulls a multi-GB CUDA wheel.
 TORCH_LOCAL ?= torch==2.13.0
 
-.PHONY: install train test test-all test-gpu bench clean
+.PHONY: install train test test-all test-gpu bench bench-gpu bench-time-to-cap clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,21 @@ test-all: install
 test-gpu: install
 	$(PY) -m pytest -q -m gpu -rs $(PYTEST_ARGS)
 
-## Wall time and iterations to the episode cap for each library's default CartPole run.
+## CPU: env alone (cartpole, cartpole_rgb at 1/256/4096 envs), then training throughput of each
+## library through seedlock vs a hand-written script (overhead) and with torch_deterministic=true
+## (determinism tax). Results: bench/results/{env,train}_throughput_cpu.{json,md}. About 15 min on 2 cores.
 bench: install
+	$(PY) -m bench.env_throughput
+	$(PY) -m bench.train_throughput $(ARGS)
+
+## The same on an NVIDIA GPU (16384 envs too; the camera task's determinism tax as well).
+## Results: bench/results/{env,train}_throughput_cuda.{json,md}
+bench-gpu: install
+	$(PY) -m bench.env_throughput --device cuda
+	$(PY) -m bench.train_throughput --device cuda --tasks cartpole cartpole_rgb $(ARGS)
+
+## Wall time and iterations to the episode cap for each library's default CartPole run.
+bench-time-to-cap: install
 	$(PY) -m bench.time_to_cap $(ARGS)
 
 clean:

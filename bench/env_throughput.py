@@ -12,9 +12,7 @@ repetition is reported. Writes ``bench/results/env_throughput_<device>.json`` an
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -25,6 +23,7 @@ from hydra import compose, initialize_config_module
 
 import determinism
 import tasks
+from bench.machine import machine
 from trainers.run_config import register
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,18 +31,6 @@ RESULTS_DIR = ROOT / "bench" / "results"
 TASKS = ("cartpole", "cartpole_rgb")
 SIZES = {"cpu": (1, 256, 4096), "cuda": (1, 256, 4096, 16384)}
 WARMUP_STEPS = 20
-
-
-def machine(device: str) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "date": datetime.date.today().isoformat(), "cpu": platform.processor() or platform.machine(),
-        "cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "device": device,
-    }
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name()
-        info["cuda"] = torch.version.cuda
-        info["driver"] = determinism.collect_devices().get("cuda_driver")
-    return info
 
 
 def time_steps(env: Any, device: str, seconds: float, repetitions: int) -> float:

@@ -1,0 +1,333 @@
+"""Training throughput: the suite's overhead and the determinism tax, per library.
+
+For each library and task, three variants train the same env with the same agent YAML:
+
+``handwritten``
+    the library driven by a minimal script (``bench/baselines/<library>.py``): no seedlock code
+    in its loop;
+``seedlock``
+    ``seedlock-train``'s own ``run_training`` (fingerprints, checkpoints, manifest and all),
+    ``torch_deterministic=false``;
+``deterministic``
+    the same with ``torch_deterministic=true``.
+
+All runs share one process. Each variant first runs once untimed (imports, caches, CUDA
+context), then the variants alternate, in a rotated order each repetition, for ``--repetitions``
+rounds. A run trains ``warm-up + timed + 1`` iterations; its throughput is the env steps of the
+timed iterations over the time from the first env step of the first timed iteration to the first
+of the iteration after them (CUDA synchronised at those two points), so a run's set-up, its
+warm-up iterations and its last checkpoint are outside the window. Per round, the ratios
+``handwritten / seedlock`` (the overhead) and ``seedlock / deterministic`` (the determinism tax)
+are taken, and their medians reported. Peak CPU RSS (VmHWM, reset before each run) and the GPU's
+max allocated memory are recorded per run. Writes ``bench/results/train_throughput_<device>.json``
+and ``.md``.
+
+    .venv/bin/python -m bench.train_throughput                       # CPU, cartpole, 1024 envs
+    python -m bench.train_throughput --device cuda --tasks cartpole cartpole_rgb
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import importlib
+import io
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig, OmegaConf
+
+import determinism
+import tasks
+from bench.machine import describe, machine
+from trainers.run_config import register
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "bench" / "results"
+TRAINERS = ("rl_games", "rsl_rl", "sb3", "skrl")
+VARIANTS = ("handwritten", "seedlock", "deterministic")
+# Tasks with a hand-written baseline; the camera task is measured for the determinism tax only.
+BASELINE_TASKS = ("cartpole",)
+DEFAULT_NUM_ENVS = {"cpu": 1024, "cuda": 4096}
+
+
+@dataclass
+class RunResult:
+    task: str
+    trainer: str
+    variant: str
+    repetition: int  # -1: the untimed warm-up run
+    env_steps_per_second: float
+    wall_seconds: float  # the whole run: config, env, library set-up, every iteration
+    peak_rss_mb: float | None
+    gpu_max_allocated_mb: float | None
+
+
+class StepClock:
+    """Wraps an env's ``step`` and notes the time at the first step of every iteration."""
+
+    def __init__(self, env: Any, rollout_steps: int, device: str) -> None:
+        self.marks: list[float] = []
+        self.rollout_steps, self.num_envs, self.device = rollout_steps, env.num_envs, device
+        self.calls = 0
+        step = env.step
+
+        def timed_step(actions: torch.Tensor) -> Any:
+            if self.calls % self.rollout_steps == 0:
+                if self.device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                self.marks.append(time.perf_counter())
+            self.calls += 1
+            return step(actions)
+
+        env.step = timed_step
+
+    def env_steps_per_second(self, warmup: int, timed: int) -> float:
+        if len(self.marks) < warmup + timed + 1:
+            raise RuntimeError(f"the run made {len(self.marks)} iterations, fewer than {warmup + timed + 1}")
+        seconds = self.marks[warmup + timed] - self.marks[warmup]
+        return timed * self.rollout_steps * self.num_envs / seconds
+
+
+@contextlib.contextmanager
+def clocked_run_envs(rollout_steps: int, device: str) -> Iterator[list[StepClock]]:
+    """Clock the env that ``seedlock-train`` builds (``tasks.make_for_run``) for one run."""
+    clocks: list[StepClock] = []
+    make_for_run = tasks.make_for_run
+
+    def make_and_clock(cfg: DictConfig, seed: int) -> Any:
+        env = make_for_run(cfg, seed)
+        clocks.append(StepClock(env, rollout_steps, device))
+        return env
+
+    tasks.make_for_run = make_and_clock
+    try:
+        yield clocks
+    finally:
+        tasks.make_for_run = make_for_run
+
+
+@dataclass
+class Bench:
+    device: str
+    num_envs: int
+    warmup: int
+    timed: int
+    work_dir: Path
+    runs: list[RunResult] = field(default_factory=list)
+
+    def config(self, task: str, trainer: str, deterministic: bool, run_dir: Path) -> DictConfig:
+        return compose(config_name="train", overrides=[
+            f"task={task}", f"trainer={trainer}", f"device={self.device}", f"num_envs={self.num_envs}",
+            f"max_iterations={self.warmup + self.timed + 1}", f"torch_deterministic={str(deterministic).lower()}",
+            "progress=false", f"run_dir={run_dir}",
+        ])
+
+    def run(self, task: str, trainer: str, variant: str, repetition: int) -> RunResult:
+        run_dir = self.work_dir / f"{task}_{trainer}_{variant}_{repetition}"
+        cfg = self.config(task, trainer, variant == "deterministic", run_dir)
+        agent = OmegaConf.to_container(cfg.agent, resolve=True)
+        assert isinstance(agent, dict)
+        baseline = importlib.import_module(f"bench.baselines.{trainer}")
+        rollout_steps = baseline.rollout_steps(agent)
+        threads = torch.get_num_threads()
+        reset_peak_memory(self.device)
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):  # the libraries' per-iteration lines
+            if variant == "handwritten":
+                clock = self.run_handwritten(cfg, baseline, agent, run_dir, rollout_steps)
+            else:
+                clock = self.run_seedlock(cfg, rollout_steps)
+        wall = time.perf_counter() - start
+        result = RunResult(
+            task, trainer, variant, repetition, round(clock.env_steps_per_second(self.warmup, self.timed), 1),
+            round(wall, 3), peak_rss_mb(), gpu_max_allocated_mb(self.device),
+        )
+        torch.set_num_threads(threads)  # a library that changed it must not slow the next run
+        shutil.rmtree(run_dir, ignore_errors=True)
+        gc.collect()
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        self.runs.append(result)
+        return result
+
+    def run_seedlock(self, cfg: DictConfig, rollout_steps: int) -> StepClock:
+        from trainers.train import run_training
+
+        with clocked_run_envs(rollout_steps, self.device) as clocks:
+            run_training(cfg)
+        return clocks[0]
+
+    def run_handwritten(self, cfg: DictConfig, baseline: Any, agent: dict[str, Any], run_dir: Path,
+                        rollout_steps: int) -> StepClock:
+        # Set-up as seedlock's (so both start from the same seeded state and torch flags); the
+        # training itself is the baseline's own code.
+        manifest = determinism.apply(cfg)
+        env = tasks.make_for_run(cfg, manifest.seed)
+        clock = StepClock(env, rollout_steps, self.device)
+        run_dir.mkdir(parents=True)
+        agent.pop("max_iterations", None)
+        baseline.train(env, agent, int(cfg.max_iterations), self.device, run_dir,
+                       int(cfg.trainer.checkpoint_interval), manifest.seed)
+        return clock
+
+
+def reset_peak_memory(device: str) -> None:
+    """Restart the peak counters: Linux's VmHWM (``clear_refs`` 5) and torch's CUDA allocator."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_rss_mb() -> float | None:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+def gpu_max_allocated_mb(device: str) -> float | None:
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.startswith("cuda") else None
+
+
+def rotated(items: tuple[str, ...], by: int) -> tuple[str, ...]:
+    by %= len(items)
+    return items[by:] + items[:by]
+
+
+def summarize(runs: list[RunResult], task: str, trainer: str) -> dict[str, Any]:
+    """Medians per variant, and the medians of the per-round ratios."""
+    timed = [run for run in runs if run.task == task and run.trainer == trainer and run.repetition >= 0]
+    by_round: dict[int, dict[str, RunResult]] = {}
+    for run in timed:
+        by_round.setdefault(run.repetition, {})[run.variant] = run
+    summary: dict[str, Any] = {"task": task, "trainer": trainer, "rounds": len(by_round)}
+    for variant in VARIANTS:
+        of_variant = [run for run in timed if run.variant == variant]
+        if not of_variant:
+            continue
+        summary[variant] = {
+            "env_steps_per_second": round(statistics.median(run.env_steps_per_second for run in of_variant), 1),
+            "wall_seconds": round(statistics.median(run.wall_seconds for run in of_variant), 3),
+            "peak_rss_mb": _max(run.peak_rss_mb for run in of_variant),
+            "gpu_max_allocated_mb": _max(run.gpu_max_allocated_mb for run in of_variant),
+        }
+
+    def ratio(numerator: str, denominator: str) -> float | None:
+        ratios = [
+            rounds[numerator].env_steps_per_second / rounds[denominator].env_steps_per_second
+            for rounds in by_round.values() if numerator in rounds and denominator in rounds
+        ]
+        return round(statistics.median(ratios) - 1.0, 4) if ratios else None
+
+    summary["overhead"] = ratio("handwritten", "seedlock")  # 0.02: seedlock 2% slower
+    summary["determinism_tax"] = ratio("seedlock", "deterministic")
+    return summary
+
+
+def _max(values: Iterator[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return max(present) if present else None
+
+
+def markdown(result: dict[str, Any]) -> str:
+    settings = result["settings"]
+    lines = [
+        f"# Training throughput: suite overhead and determinism tax ({result['machine']['device']})", "",
+        describe(result["machine"]) + ".", "",
+        f"{settings['num_envs']:,} envs; each run trains {settings['warmup_iterations']} warm-up + "
+        f"{settings['timed_iterations']} timed iterations (+1); {settings['repetitions']} rounds, the variants "
+        "alternating in a rotated order within one process, after one untimed run of each. env-steps/s: median "
+        "over rounds; overhead = hand-written / seedlock - 1 and tax = seedlock / deterministic - 1, the "
+        "median of the per-round ratios. Peak RSS: the process's VmHWM during a run (the libraries' imports "
+        "included); GPU: torch's max allocated.", "",
+        "| task | library | hand-written steps/s | seedlock steps/s | overhead | deterministic steps/s | "
+        "determinism tax | peak RSS MB (hand / seedlock / det) | GPU max alloc MB (hand / seedlock / det) |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for row in result["summary"]:
+        cells = {variant: row.get(variant, {}) for variant in VARIANTS}
+        lines.append(
+            f"| {row['task']} | {row['trainer']} | {_rate(cells['handwritten'])} | {_rate(cells['seedlock'])} | "
+            f"{_percent(row['overhead'])} | {_rate(cells['deterministic'])} | {_percent(row['determinism_tax'])} | "
+            f"{_triple(cells, 'peak_rss_mb')} | {_triple(cells, 'gpu_max_allocated_mb')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _rate(cell: dict[str, Any]) -> str:
+    return f"{cell['env_steps_per_second']:,.0f}" if cell else "—"
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:+.1f}%"
+
+
+def _triple(cells: dict[str, dict[str, Any]], key: str) -> str:
+    return " / ".join("—" if not cells[v] or cells[v].get(key) is None else f"{cells[v][key]:,.0f}" for v in VARIANTS)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="bench.train_throughput", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tasks", nargs="+", default=["cartpole"], choices=sorted(tasks.EMBEDDED_TASKS))
+    parser.add_argument("--trainers", nargs="+", default=list(TRAINERS), choices=TRAINERS)
+    parser.add_argument("--num-envs", type=int, help="default: 1024 on the CPU, 4096 on CUDA")
+    parser.add_argument("--warmup-iterations", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=5, help="timed iterations of each run")
+    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--out", type=Path, help="results file stem (default bench/results/train_throughput_<cpu|cuda>)")
+    args = parser.parse_args(argv)
+    kind = "cuda" if args.device.startswith("cuda") else "cpu"
+    if kind == "cuda":
+        # Before CUDA starts, for the deterministic runs; the other runs share it (see there).
+        determinism.reserve_cublas_workspace()
+    register()
+    bench_dir = Path(tempfile.mkdtemp(prefix="seedlock-bench-"))
+    bench = Bench(args.device, args.num_envs or DEFAULT_NUM_ENVS[kind], args.warmup_iterations, args.iterations, bench_dir)
+    summaries = []
+    try:
+        with initialize_config_module(config_module="conf", version_base="1.3"):
+            for task in args.tasks:
+                variants = VARIANTS if task in BASELINE_TASKS else VARIANTS[1:]
+                for trainer in args.trainers:
+                    for variant in variants:  # untimed: imports, caches, the CUDA context
+                        bench.run(task, trainer, variant, repetition=-1)
+                    for repetition in range(args.repetitions):
+                        for variant in rotated(variants, repetition):
+                            run = bench.run(task, trainer, variant, repetition)
+                            print(f"{task} {trainer:8s} {variant:13s} round {repetition}: "
+                                  f"{run.env_steps_per_second:12,.0f} env-steps/s, {run.wall_seconds:6.1f} s", flush=True)
+                    summaries.append(summarize(bench.runs, task, trainer))
+                    print(json.dumps(summaries[-1]), flush=True)
+    finally:
+        shutil.rmtree(bench_dir, ignore_errors=True)
+    result = {
+        "machine": machine(args.device),
+        "settings": {"num_envs": bench.num_envs, "warmup_iterations": args.warmup_iterations,
+                     "timed_iterations": args.iterations, "repetitions": args.repetitions},
+        "summary": summaries,
+        "runs": [asdict(run) for run in bench.runs],
+    }
+    stem = args.out or RESULTS_DIR / f"train_throughput_{kind}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(result))
+    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

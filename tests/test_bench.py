@@ -1,0 +1,70 @@
+"""bench/: the training-throughput benchmark runs every library both ways and reports ratios."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.train_throughput import TRAINERS, VARIANTS, RunResult, StepClock, markdown, summarize
+from tests.support import compose_config
+
+
+def test_the_step_clock_marks_the_first_step_of_every_iteration(restore_torch_state: None) -> None:
+    import determinism
+    import tasks
+
+    cfg = compose_config("num_envs=8")
+    determinism.apply(cfg)
+    env = tasks.make_for_run(cfg, 0)
+    clock = StepClock(env, rollout_steps=4, device="cpu")
+    for _ in range(12):
+        env.step(torch.zeros(8, 1))
+    assert clock.calls == 12 and len(clock.marks) == 3
+    assert clock.env_steps_per_second(warmup=1, timed=1) == pytest.approx(4 * 8 / (clock.marks[2] - clock.marks[1]))
+    with pytest.raises(RuntimeError, match="fewer than 4"):
+        clock.env_steps_per_second(warmup=1, timed=2)
+
+
+def _run(variant: str, repetition: int, rate: float) -> RunResult:
+    return RunResult("cartpole", "rsl_rl", variant, repetition, rate, 1.0, 100.0 + repetition, None)
+
+
+def test_ratios_are_medians_of_per_round_ratios_and_the_warm_up_run_is_left_out() -> None:
+    runs = [_run("handwritten", -1, 1.0), _run("seedlock", -1, 1000.0)]  # warm-up: ignored
+    rates = {0: (100.0, 50.0, 25.0), 1: (110.0, 100.0, 100.0), 2: (120.0, 100.0, 80.0)}
+    for repetition, (hand, suite, deterministic) in rates.items():
+        runs += [_run("handwritten", repetition, hand), _run("seedlock", repetition, suite),
+                 _run("deterministic", repetition, deterministic)]
+    summary = summarize(runs, "cartpole", "rsl_rl")
+    assert summary["rounds"] == 3
+    assert summary["overhead"] == pytest.approx(0.2)  # ratios 2.0, 1.1, 1.2 -> median 1.2
+    assert summary["determinism_tax"] == pytest.approx(0.25)  # ratios 2.0, 1.0, 1.25
+    assert summary["seedlock"]["env_steps_per_second"] == 100.0
+    assert summary["handwritten"]["peak_rss_mb"] == 102.0
+    table = markdown({"machine": {"date": "d", "device": "cpu", "cpu": "x", "cpu_threads": 2, "torch": "t"},
+                      "settings": {"num_envs": 8, "warmup_iterations": 1, "timed_iterations": 2, "repetitions": 3},
+                      "summary": [summary]})
+    assert "| cartpole | rsl_rl | 110 | 100 | +20.0% | 80 | +25.0% | 102 / 102 / 102 | — / — / — |" in table
+
+
+@pytest.mark.slow  # ~35 s on 2 cores: make test-all
+def test_every_library_trains_by_hand_and_through_seedlock_in_one_bench_process(tmp_path: Path) -> None:
+    """The real benchmark, tiny: each baseline must train the iterations asked for (the clock
+    raises otherwise) and every variant and ratio must be reported."""
+    stem = tmp_path / "train_throughput"
+    command = [sys.executable, "-m", "bench.train_throughput", "--num-envs", "16", "--warmup-iterations", "0",
+               "--iterations", "1", "--repetitions", "1", "--out", str(stem)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(stem.with_suffix(".json").read_text())
+    assert [row["trainer"] for row in report["summary"]] == list(TRAINERS)
+    assert len(report["runs"]) == len(TRAINERS) * len(VARIANTS) * 2  # an untimed and a timed run each
+    for row in report["summary"]:
+        assert row["overhead"] is not None and row["determinism_tax"] is not None
+        assert all(row[variant]["env_steps_per_second"] > 0 for variant in VARIANTS)
+    assert "| cartpole | skrl |" in stem.with_suffix(".md").read_text()
