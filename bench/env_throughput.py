@@ -23,7 +23,7 @@ from hydra import compose, initialize_config_module
 
 import determinism
 import tasks
-from bench.machine import machine
+from bench.machine import describe, machine
 from trainers.run_config import register
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seconds", type=float, default=1.0, help="minimum length of one timing")
     parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--out", type=Path, help="results file stem (default bench/results/env_throughput_<cpu|cuda>)")
     args = parser.parse_args()
     kind = "cuda" if args.device.startswith("cuda") else "cpu"
     register()
@@ -80,8 +81,8 @@ def main() -> None:
             del env
     result = {"machine": machine(args.device), "warmup_steps": WARMUP_STEPS, "repetitions": args.repetitions,
               "seconds_per_repetition": args.seconds, "results": rows}
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS_DIR / f"env_throughput_{kind}"
+    stem = args.out or RESULTS_DIR / f"env_throughput_{kind}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     stem.with_suffix(".md").write_text(markdown(result))
     print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
@@ -89,11 +90,9 @@ def main() -> None:
 
 def markdown(result: dict[str, Any]) -> str:
     info = result["machine"]
-    where = info.get("gpu") or f"{info['cpu']}, {info['cpu_threads']} threads"
     lines = [
-        f"# Env alone: env-steps/s ({info['device']}: {where})", "",
-        f"{info['date']}, torch {info['torch']}" + (f", CUDA {info.get('cuda')}, driver {info.get('driver')}" if info.get("gpu") else "")
-        + f"; median of {result['repetitions']} timings of >= {result['seconds_per_repetition']} s after "
+        f"# Env alone: env-steps/s ({info['device']})", "",
+        describe(info) + f"; median of {result['repetitions']} timings of >= {result['seconds_per_repetition']} s after "
         f"{result['warmup_steps']} warm-up steps; fixed actions, no policy.", "",
         "| task | envs | env-steps/s |", "|---|---:|---:|",
     ]

@@ -279,6 +279,12 @@ def _triple(cells: dict[str, dict[str, Any]], key: str) -> str:
     return " / ".join("—" if not cells[v] or cells[v].get(key) is None else f"{cells[v][key]:,.0f}" for v in VARIANTS)
 
 
+def write(result: dict[str, Any], stem: Path) -> None:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(result))
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="bench.train_throughput", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -297,7 +303,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     register()
     bench_dir = Path(tempfile.mkdtemp(prefix="seedlock-bench-"))
     bench = Bench(args.device, args.num_envs or DEFAULT_NUM_ENVS[kind], args.warmup_iterations, args.iterations, bench_dir)
-    summaries = []
+    stem = args.out or RESULTS_DIR / f"train_throughput_{kind}"
+    result: dict[str, Any] = {
+        "machine": machine(args.device),
+        "settings": {"num_envs": bench.num_envs, "warmup_iterations": args.warmup_iterations,
+                     "timed_iterations": args.iterations, "repetitions": args.repetitions},
+        "summary": [], "runs": [],
+    }
     try:
         with initialize_config_module(config_module="conf", version_base="1.3"):
             for task in args.tasks:
@@ -310,21 +322,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             run = bench.run(task, trainer, variant, repetition)
                             print(f"{task} {trainer:8s} {variant:13s} round {repetition}: "
                                   f"{run.env_steps_per_second:12,.0f} env-steps/s, {run.wall_seconds:6.1f} s", flush=True)
-                    summaries.append(summarize(bench.runs, task, trainer))
-                    print(json.dumps(summaries[-1]), flush=True)
+                    result["summary"].append(summarize(bench.runs, task, trainer))
+                    result["runs"] = [asdict(run) for run in bench.runs]
+                    write(result, stem)  # after every library, so a run cut short keeps what it measured
+                    print(json.dumps(result["summary"][-1]), flush=True)
     finally:
         shutil.rmtree(bench_dir, ignore_errors=True)
-    result = {
-        "machine": machine(args.device),
-        "settings": {"num_envs": bench.num_envs, "warmup_iterations": args.warmup_iterations,
-                     "timed_iterations": args.iterations, "repetitions": args.repetitions},
-        "summary": summaries,
-        "runs": [asdict(run) for run in bench.runs],
-    }
-    stem = args.out or RESULTS_DIR / f"train_throughput_{kind}"
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(result))
     print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
     return result
 
