@@ -11,9 +11,11 @@ For each library and task, three variants train the same env with the same agent
 ``deterministic``
     the same with ``torch_deterministic=true``.
 
-All runs share one process. Each variant first runs once untimed (imports, caches, CUDA
-context), then the variants alternate, in a rotated order each repetition, for ``--repetitions``
-rounds. A run trains ``warm-up + timed + 1`` iterations; its throughput is the env steps of the
+All runs share one process. Per library, one untimed run (imports, caches, the CUDA context)
+also measures an iteration's time, from which the number of timed iterations is chosen so the
+timed window lasts at least ``--seconds`` (or ``--iterations`` fixes it); then the variants
+alternate, in a rotated order each round, for ``--repetitions`` rounds. A run trains
+``warm-up + timed + 1`` iterations; its throughput is the env steps of the
 timed iterations over the time from the first env step of the first timed iteration to the first
 of the iteration after them (CUDA synchronised at those two points), so a run's set-up, its
 warm-up iterations and its last checkpoint are outside the window. Per round, the ratios
@@ -34,6 +36,7 @@ import gc
 import importlib
 import io
 import json
+import math
 import shutil
 import statistics
 import tempfile
@@ -59,6 +62,8 @@ VARIANTS = ("handwritten", "seedlock", "deterministic")
 # Tasks with a hand-written baseline; the camera task is measured for the determinism tax only.
 BASELINE_TASKS = ("cartpole",)
 DEFAULT_NUM_ENVS = {"cpu": 1024, "cuda": 4096}
+PROBE_ITERATIONS = 2  # timed iterations of the untimed run that sets a library's timed iterations
+MIN_TIMED_ITERATIONS = 2
 
 
 @dataclass
@@ -67,7 +72,9 @@ class RunResult:
     trainer: str
     variant: str
     repetition: int  # -1: the untimed warm-up run
+    timed_iterations: int
     env_steps_per_second: float
+    window_seconds: float  # the timed iterations' wall time
     wall_seconds: float  # the whole run: config, env, library set-up, every iteration
     peak_rss_mb: float | None
     gpu_max_allocated_mb: float | None
@@ -95,8 +102,10 @@ class StepClock:
     def env_steps_per_second(self, warmup: int, timed: int) -> float:
         if len(self.marks) < warmup + timed + 1:
             raise RuntimeError(f"the run made {len(self.marks)} iterations, fewer than {warmup + timed + 1}")
-        seconds = self.marks[warmup + timed] - self.marks[warmup]
-        return timed * self.rollout_steps * self.num_envs / seconds
+        return timed * self.rollout_steps * self.num_envs / self.window_seconds(warmup, timed)
+
+    def window_seconds(self, warmup: int, timed: int) -> float:
+        return self.marks[warmup + timed] - self.marks[warmup]
 
 
 @contextlib.contextmanager
@@ -122,20 +131,19 @@ class Bench:
     device: str
     num_envs: int
     warmup: int
-    timed: int
     work_dir: Path
     runs: list[RunResult] = field(default_factory=list)
 
-    def config(self, task: str, trainer: str, deterministic: bool, run_dir: Path) -> DictConfig:
+    def config(self, task: str, trainer: str, deterministic: bool, run_dir: Path, timed: int) -> DictConfig:
         return compose(config_name="train", overrides=[
             f"task={task}", f"trainer={trainer}", f"device={self.device}", f"num_envs={self.num_envs}",
-            f"max_iterations={self.warmup + self.timed + 1}", f"torch_deterministic={str(deterministic).lower()}",
+            f"max_iterations={self.warmup + timed + 1}", f"torch_deterministic={str(deterministic).lower()}",
             "progress=false", f"run_dir={run_dir}",
         ])
 
-    def run(self, task: str, trainer: str, variant: str, repetition: int) -> RunResult:
+    def run(self, task: str, trainer: str, variant: str, repetition: int, timed: int) -> RunResult:
         run_dir = self.work_dir / f"{task}_{trainer}_{variant}_{repetition}"
-        cfg = self.config(task, trainer, variant == "deterministic", run_dir)
+        cfg = self.config(task, trainer, variant == "deterministic", run_dir, timed)
         agent = OmegaConf.to_container(cfg.agent, resolve=True)
         assert isinstance(agent, dict)
         baseline = importlib.import_module(f"bench.baselines.{trainer}")
@@ -150,8 +158,8 @@ class Bench:
                 clock = self.run_seedlock(cfg, rollout_steps)
         wall = time.perf_counter() - start
         result = RunResult(
-            task, trainer, variant, repetition, round(clock.env_steps_per_second(self.warmup, self.timed), 1),
-            round(wall, 3), peak_rss_mb(), gpu_max_allocated_mb(self.device),
+            task, trainer, variant, repetition, timed, round(clock.env_steps_per_second(self.warmup, timed), 1),
+            round(clock.window_seconds(self.warmup, timed), 3), round(wall, 3), peak_rss_mb(), gpu_max_allocated_mb(self.device),
         )
         torch.set_num_threads(threads)  # a library that changed it must not slow the next run
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -213,13 +221,15 @@ def summarize(runs: list[RunResult], task: str, trainer: str) -> dict[str, Any]:
     by_round: dict[int, dict[str, RunResult]] = {}
     for run in timed:
         by_round.setdefault(run.repetition, {})[run.variant] = run
-    summary: dict[str, Any] = {"task": task, "trainer": trainer, "rounds": len(by_round)}
+    summary: dict[str, Any] = {"task": task, "trainer": trainer, "rounds": len(by_round),
+                               "timed_iterations": max((run.timed_iterations for run in timed), default=0)}
     for variant in VARIANTS:
         of_variant = [run for run in timed if run.variant == variant]
         if not of_variant:
             continue
         summary[variant] = {
             "env_steps_per_second": round(statistics.median(run.env_steps_per_second for run in of_variant), 1),
+            "window_seconds": round(statistics.median(run.window_seconds for run in of_variant), 3),
             "wall_seconds": round(statistics.median(run.wall_seconds for run in of_variant), 3),
             "peak_rss_mb": _max(run.peak_rss_mb for run in of_variant),
             "gpu_max_allocated_mb": _max(run.gpu_max_allocated_mb for run in of_variant),
@@ -242,25 +252,30 @@ def _max(values: Iterator[float | None]) -> float | None:
     return max(present) if present else None
 
 
+CUDA_NOTE = (" CUBLAS_WORKSPACE_CONFIG (which torch_deterministic=true needs before CUDA starts) is set for "
+             "the whole process, so every variant runs with it.")
+
+
 def markdown(result: dict[str, Any]) -> str:
     settings = result["settings"]
     lines = [
         f"# Training throughput: suite overhead and determinism tax ({result['machine']['device']})", "",
         describe(result["machine"]) + ".", "",
-        f"{settings['num_envs']:,} envs; each run trains {settings['warmup_iterations']} warm-up + "
-        f"{settings['timed_iterations']} timed iterations (+1); {settings['repetitions']} rounds, the variants "
+        f"{settings['num_envs']:,} envs; each run trains {settings['warmup_iterations']} warm-up iterations, "
+        "then the timed ones (per library, enough for a timed window of at least "
+        f"{settings['timed_seconds']} s), then one more; {settings['repetitions']} rounds, the variants "
         "alternating in a rotated order within one process, after one untimed run of each. env-steps/s: median "
         "over rounds; overhead = hand-written / seedlock - 1 and tax = seedlock / deterministic - 1, the "
         "median of the per-round ratios. Peak RSS: the process's VmHWM during a run (the libraries' imports "
-        "included); GPU: torch's max allocated.", "",
-        "| task | library | hand-written steps/s | seedlock steps/s | overhead | deterministic steps/s | "
+        "included); GPU: torch's max allocated." + CUDA_NOTE * (result["machine"]["device"] != "cpu"), "",
+        "| task | library | timed iterations | hand-written steps/s | seedlock steps/s | overhead | deterministic steps/s | "
         "determinism tax | peak RSS MB (hand / seedlock / det) | GPU max alloc MB (hand / seedlock / det) |",
-        "|---|---|---:|---:|---:|---:|---:|---|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in result["summary"]:
         cells = {variant: row.get(variant, {}) for variant in VARIANTS}
         lines.append(
-            f"| {row['task']} | {row['trainer']} | {_rate(cells['handwritten'])} | {_rate(cells['seedlock'])} | "
+            f"| {row['task']} | {row['trainer']} | {row['timed_iterations']} | {_rate(cells['handwritten'])} | {_rate(cells['seedlock'])} | "
             f"{_percent(row['overhead'])} | {_rate(cells['deterministic'])} | {_percent(row['determinism_tax'])} | "
             f"{_triple(cells, 'peak_rss_mb')} | {_triple(cells, 'gpu_max_allocated_mb')} |"
         )
@@ -279,6 +294,12 @@ def _triple(cells: dict[str, dict[str, Any]], key: str) -> str:
     return " / ".join("—" if not cells[v] or cells[v].get(key) is None else f"{cells[v][key]:,.0f}" for v in VARIANTS)
 
 
+def timed_iterations(probe: RunResult, seconds: float) -> int:
+    """Enough timed iterations for a window of ``seconds`` at the probe run's pace (at least 2)."""
+    per_iteration = probe.window_seconds / probe.timed_iterations
+    return max(MIN_TIMED_ITERATIONS, math.ceil(seconds / per_iteration))
+
+
 def write(result: dict[str, Any], stem: Path) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
@@ -292,22 +313,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--trainers", nargs="+", default=list(TRAINERS), choices=TRAINERS)
     parser.add_argument("--num-envs", type=int, help="default: 1024 on the CPU, 4096 on CUDA")
     parser.add_argument("--warmup-iterations", type=int, default=2)
-    parser.add_argument("--iterations", type=int, default=5, help="timed iterations of each run")
-    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=4.0,
+                        help="the least length of a run's timed window: sets each library's timed iterations")
+    parser.add_argument("--iterations", type=int, help="timed iterations of every run, instead of --seconds")
+    parser.add_argument("--repetitions", type=int, default=7)
     parser.add_argument("--out", type=Path, help="results file stem (default bench/results/train_throughput_<cpu|cuda>)")
     args = parser.parse_args(argv)
     kind = "cuda" if args.device.startswith("cuda") else "cpu"
     if kind == "cuda":
-        # Before CUDA starts, for the deterministic runs; the other runs share it (see there).
+        # Before CUDA starts, for the deterministic runs; all runs share it (CUDA_NOTE).
         determinism.reserve_cublas_workspace()
     register()
     bench_dir = Path(tempfile.mkdtemp(prefix="seedlock-bench-"))
-    bench = Bench(args.device, args.num_envs or DEFAULT_NUM_ENVS[kind], args.warmup_iterations, args.iterations, bench_dir)
+    bench = Bench(args.device, args.num_envs or DEFAULT_NUM_ENVS[kind], args.warmup_iterations, bench_dir)
     stem = args.out or RESULTS_DIR / f"train_throughput_{kind}"
     result: dict[str, Any] = {
         "machine": machine(args.device),
         "settings": {"num_envs": bench.num_envs, "warmup_iterations": args.warmup_iterations,
-                     "timed_iterations": args.iterations, "repetitions": args.repetitions},
+                     "timed_seconds": None if args.iterations else args.seconds, "repetitions": args.repetitions},
         "summary": [], "runs": [],
     }
     try:
@@ -315,11 +338,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for task in args.tasks:
                 variants = VARIANTS if task in BASELINE_TASKS else VARIANTS[1:]
                 for trainer in args.trainers:
-                    for variant in variants:  # untimed: imports, caches, the CUDA context
-                        bench.run(task, trainer, variant, repetition=-1)
+                    # untimed, each variant once: imports, caches, the CUDA context, first-use kernels
+                    probe = bench.run(task, trainer, "seedlock", -1, timed=PROBE_ITERATIONS)
+                    for variant in variants:
+                        if variant != "seedlock":
+                            bench.run(task, trainer, variant, -1, timed=1)
+                    timed = args.iterations or timed_iterations(probe, args.seconds)
                     for repetition in range(args.repetitions):
                         for variant in rotated(variants, repetition):
-                            run = bench.run(task, trainer, variant, repetition)
+                            run = bench.run(task, trainer, variant, repetition, timed)
                             print(f"{task} {trainer:8s} {variant:13s} round {repetition}: "
                                   f"{run.env_steps_per_second:12,.0f} env-steps/s, {run.wall_seconds:6.1f} s", flush=True)
                     result["summary"].append(summarize(bench.runs, task, trainer))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.train_throughput import TRAINERS, VARIANTS, RunResult, StepClock, markdown, summarize
+from bench.train_throughput import TRAINERS, VARIANTS, RunResult, StepClock, markdown, summarize, timed_iterations
 from tests.support import compose_config
 
 
@@ -31,7 +31,13 @@ def test_the_step_clock_marks_the_first_step_of_every_iteration(restore_torch_st
 
 
 def _run(variant: str, repetition: int, rate: float) -> RunResult:
-    return RunResult("cartpole", "rsl_rl", variant, repetition, rate, 1.0, 100.0 + repetition, None)
+    return RunResult("cartpole", "rsl_rl", variant, repetition, 3, rate, 1.0, 2.0, 100.0 + repetition, None)
+
+
+def test_timed_iterations_fill_the_asked_window_at_the_probe_pace() -> None:
+    probe = RunResult("cartpole", "sb3", "seedlock", -1, 2, 1000.0, 1.5, 9.0, None, None)  # 0.75 s an iteration
+    assert timed_iterations(probe, seconds=4.0) == 6
+    assert timed_iterations(probe, seconds=0.1) == 2  # never fewer than two
 
 
 def test_ratios_are_medians_of_per_round_ratios_and_the_warm_up_run_is_left_out() -> None:
@@ -47,9 +53,9 @@ def test_ratios_are_medians_of_per_round_ratios_and_the_warm_up_run_is_left_out(
     assert summary["seedlock"]["env_steps_per_second"] == 100.0
     assert summary["handwritten"]["peak_rss_mb"] == 102.0
     table = markdown({"machine": {"date": "d", "device": "cpu", "cpu": "x", "cpu_threads": 2, "torch": "t"},
-                      "settings": {"num_envs": 8, "warmup_iterations": 1, "timed_iterations": 2, "repetitions": 3},
+                      "settings": {"num_envs": 8, "warmup_iterations": 1, "timed_seconds": 4.0, "repetitions": 3},
                       "summary": [summary]})
-    assert "| cartpole | rsl_rl | 110 | 100 | +20.0% | 80 | +25.0% | 102 / 102 / 102 | — / — / — |" in table
+    assert "| cartpole | rsl_rl | 3 | 110 | 100 | +20.0% | 80 | +25.0% | 102 / 102 / 102 | — / — / — |" in table
 
 
 @pytest.mark.slow  # ~35 s on 2 cores: make test-all
@@ -64,6 +70,7 @@ def test_every_library_trains_by_hand_and_through_seedlock_in_one_bench_process(
     report = json.loads(stem.with_suffix(".json").read_text())
     assert [row["trainer"] for row in report["summary"]] == list(TRAINERS)
     assert len(report["runs"]) == len(TRAINERS) * len(VARIANTS) * 2  # an untimed and a timed run each
+    assert {run["timed_iterations"] for run in report["runs"] if run["repetition"] == 0} == {1}
     for row in report["summary"]:
         assert row["overhead"] is not None and row["determinism_tax"] is not None
         assert all(row[variant]["env_steps_per_second"] > 0 for variant in VARIANTS)
