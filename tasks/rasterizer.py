@@ -20,6 +20,10 @@ RAIL = (0.45, 0.45, 0.45)
 CART = (0.18, 0.36, 0.72)
 POLE = (0.90, 0.50, 0.12)
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16}
+# On the CPU, envs drawn per batch: the pole test's temporaries, (envs, rows·s, cols·s) floats,
+# stay a few MB and in cache; drawn all at once at 4096 envs they were 100 MB each and the
+# per-env cost grew fivefold (bench/results/env_throughput_cpu.md). A GPU draws every env at once.
+CPU_CHUNK_ENVS = 128
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,12 @@ class CartpoleRasterizer:
     def render(self, cart_pos: torch.Tensor, pole_angle: torch.Tensor) -> torch.Tensor:
         """Images of ``cart_pos`` [m] and ``pole_angle`` [rad, 0 = upright], in the settings'
         dtype and memory layout, values in [0, 1]."""
+        if self.device.type != "cpu" or cart_pos.shape[0] <= CPU_CHUNK_ENVS:
+            return self._render(cart_pos, pole_angle)
+        images = [self._render(*chunk) for chunk in zip(cart_pos.split(CPU_CHUNK_ENVS), pole_angle.split(CPU_CHUNK_ENVS))]
+        return torch.cat(images).contiguous(memory_format=self.settings.memory_format)
+
+    def _render(self, cart_pos: torch.Tensor, pole_angle: torch.Tensor) -> torch.Tensor:
         num, camera = cart_pos.shape[0], self.camera
         x = self.sample_x.unsqueeze(0) - cart_pos.unsqueeze(1)  # (N, W·s), relative to each cart
         cart_cols = self._pool_cols((x.abs() < self.shape.cart_width / 2).float())  # (N, W)
