@@ -46,3 +46,17 @@ def test_optimizer_hash_follows_its_state_and_learning_rate() -> None:
     stepped = fingerprint_optimizer(optimizer.state_dict())
     optimizer.param_groups[0]["lr"] = 5e-4
     assert len({empty, stepped, fingerprint_optimizer(optimizer.state_dict())}) == 3
+
+
+def test_host_bytes_fetches_each_tensors_own_bytes_whatever_its_dtype_and_shape() -> None:
+    """The tensors are packed into one buffer per device and split again: each slice must be that
+    tensor's bytes alone, for every dtype, 0-d, empty and non-contiguous tensors included."""
+    from determinism.fingerprint import host_bytes
+
+    tensors = [torch.arange(6, dtype=torch.float32).view(2, 3).t(), torch.tensor(2.5, dtype=torch.float64),
+               torch.empty(0), torch.tensor([True, False, True]), torch.ones(3, dtype=torch.bfloat16),
+               torch.arange(5, dtype=torch.int64)]
+    fetched = host_bytes(tensors)
+    for tensor, data in zip(tensors, fetched):
+        expected = tensor.contiguous().view(torch.int16) if tensor.dtype == torch.bfloat16 else tensor.contiguous()
+        assert data.tobytes() == expected.numpy().tobytes()
