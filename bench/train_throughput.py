@@ -59,6 +59,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 TRAINERS = ("rl_games", "rsl_rl", "sb3", "skrl")
 VARIANTS = ("handwritten", "seedlock", "deterministic")
+# ratio name -> (faster-if-free variant, variant that pays the cost)
+RATIOS = {"overhead": ("handwritten", "seedlock"), "determinism_tax": ("seedlock", "deterministic")}
 # Tasks with a hand-written baseline; the camera task is measured for the determinism tax only.
 BASELINE_TASKS = ("cartpole",)
 DEFAULT_NUM_ENVS = {"cpu": 1024, "cuda": 4096}
@@ -216,7 +218,9 @@ def rotated(items: tuple[str, ...], by: int) -> tuple[str, ...]:
 
 
 def summarize(runs: list[RunResult], task: str, trainer: str) -> dict[str, Any]:
-    """Medians per variant, and the medians of the per-round ratios."""
+    """Medians per variant, and the medians (and quartiles) of the per-round ratios; also the
+    ratio of each variant's fastest run, which a shared machine's slow spells (they only ever
+    slow a run down) disturb least."""
     timed = [run for run in runs if run.task == task and run.trainer == trainer and run.repetition >= 0]
     by_round: dict[int, dict[str, RunResult]] = {}
     for run in timed:
@@ -229,22 +233,32 @@ def summarize(runs: list[RunResult], task: str, trainer: str) -> dict[str, Any]:
             continue
         summary[variant] = {
             "env_steps_per_second": round(statistics.median(run.env_steps_per_second for run in of_variant), 1),
+            "best_env_steps_per_second": max(run.env_steps_per_second for run in of_variant),
             "window_seconds": round(statistics.median(run.window_seconds for run in of_variant), 3),
             "wall_seconds": round(statistics.median(run.wall_seconds for run in of_variant), 3),
             "peak_rss_mb": _max(run.peak_rss_mb for run in of_variant),
             "gpu_max_allocated_mb": _max(run.gpu_max_allocated_mb for run in of_variant),
         }
 
-    def ratio(numerator: str, denominator: str) -> float | None:
+    for name, (numerator, denominator) in RATIOS.items():  # 0.02: the denominator 2% slower
         ratios = [
-            rounds[numerator].env_steps_per_second / rounds[denominator].env_steps_per_second
+            rounds[numerator].env_steps_per_second / rounds[denominator].env_steps_per_second - 1.0
             for rounds in by_round.values() if numerator in rounds and denominator in rounds
         ]
-        return round(statistics.median(ratios) - 1.0, 4) if ratios else None
-
-    summary["overhead"] = ratio("handwritten", "seedlock")  # 0.02: seedlock 2% slower
-    summary["determinism_tax"] = ratio("seedlock", "deterministic")
+        summary[name] = round(statistics.median(ratios), 4) if ratios else None
+        summary[f"{name}_quartiles"] = quartiles(ratios)
+        summary[f"{name}_best_runs"] = (
+            round(summary[numerator]["best_env_steps_per_second"] / summary[denominator]["best_env_steps_per_second"] - 1.0, 4)
+            if ratios else None
+        )
     return summary
+
+
+def quartiles(values: list[float]) -> list[float] | None:
+    if len(values) < 2:
+        return None
+    low, _, high = statistics.quantiles(values, n=4, method="inclusive")
+    return [round(low, 4), round(high, 4)]
 
 
 def _max(values: Iterator[float | None]) -> float | None:
@@ -265,25 +279,37 @@ def markdown(result: dict[str, Any]) -> str:
         "then the timed ones (per library, enough for a timed window of at least "
         f"{settings['timed_seconds']} s), then one more; {settings['repetitions']} rounds, the variants "
         "alternating in a rotated order within one process, after one untimed run of each. env-steps/s: median "
-        "over rounds; overhead = hand-written / seedlock - 1 and tax = seedlock / deterministic - 1, the "
-        "median of the per-round ratios. Peak RSS: the process's VmHWM during a run (the libraries' imports "
+        "over rounds; overhead = hand-written / seedlock - 1 and tax = seedlock / deterministic - 1: the "
+        "median of the per-round ratios, their quartiles, and the ratio of each variant's fastest run (on a "
+        "shared machine, slow spells only ever slow a run down, so this one is disturbed least). Peak RSS: the process's VmHWM during a run (the libraries' imports "
         "included); GPU: torch's max allocated." + CUDA_NOTE * (result["machine"]["device"] != "cpu"), "",
-        "| task | library | timed iterations | hand-written steps/s | seedlock steps/s | overhead | deterministic steps/s | "
-        "determinism tax | peak RSS MB (hand / seedlock / det) | GPU max alloc MB (hand / seedlock / det) |",
+        "| task | library | timed iterations | hand-written steps/s | seedlock steps/s | overhead (quartiles; best runs) "
+        "| deterministic steps/s | determinism tax (quartiles; best runs) | peak RSS MB (hand / seedlock / det) "
+        "| GPU max alloc MB (hand / seedlock / det) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in result["summary"]:
         cells = {variant: row.get(variant, {}) for variant in VARIANTS}
         lines.append(
-            f"| {row['task']} | {row['trainer']} | {row['timed_iterations']} | {_rate(cells['handwritten'])} | {_rate(cells['seedlock'])} | "
-            f"{_percent(row['overhead'])} | {_rate(cells['deterministic'])} | {_percent(row['determinism_tax'])} | "
-            f"{_triple(cells, 'peak_rss_mb')} | {_triple(cells, 'gpu_max_allocated_mb')} |"
+            f"| {row['task']} | {row['trainer']} | {row['timed_iterations']} | {_rate(cells['handwritten'])} | "
+            f"{_rate(cells['seedlock'])} | {_ratio(row, 'overhead')} | {_rate(cells['deterministic'])} | "
+            f"{_ratio(row, 'determinism_tax')} | {_triple(cells, 'peak_rss_mb')} | {_triple(cells, 'gpu_max_allocated_mb')} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def _rate(cell: dict[str, Any]) -> str:
     return f"{cell['env_steps_per_second']:,.0f}" if cell else "—"
+
+
+def _ratio(row: dict[str, Any], name: str) -> str:
+    """'+2.1% (-1.0…+4.0; +1.5)': the median per-round ratio, its quartiles, the best runs' ratio."""
+    if row.get(name) is None:
+        return "—"
+    spread = row.get(f"{name}_quartiles")
+    inner = [f"{_percent(spread[0])}…{_percent(spread[1])}"] if spread else []
+    inner.append(_percent(row.get(f"{name}_best_runs")))
+    return f"{_percent(row[name])} ({'; '.join(inner)})"
 
 
 def _percent(value: float | None) -> str:
@@ -298,6 +324,16 @@ def timed_iterations(probe: RunResult, seconds: float) -> int:
     """Enough timed iterations for a window of ``seconds`` at the probe run's pace (at least 2)."""
     per_iteration = probe.window_seconds / probe.timed_iterations
     return max(MIN_TIMED_ITERATIONS, math.ceil(seconds / per_iteration))
+
+
+def resummarize(path: Path) -> dict[str, Any]:
+    """An earlier result's summary and table, recomputed from its runs (after a change to ``summarize``)."""
+    result = json.loads(path.read_text())
+    runs = [RunResult(**run) for run in result["runs"]]
+    pairs = dict.fromkeys((run.task, run.trainer) for run in runs)
+    result["summary"] = [summarize(runs, task, trainer) for task, trainer in pairs]
+    write(result, path.with_suffix(""))
+    return result
 
 
 def write(result: dict[str, Any], stem: Path) -> None:
@@ -318,7 +354,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--iterations", type=int, help="timed iterations of every run, instead of --seconds")
     parser.add_argument("--repetitions", type=int, default=7)
     parser.add_argument("--out", type=Path, help="results file stem (default bench/results/train_throughput_<cpu|cuda>)")
+    parser.add_argument("--resummarize", type=Path, metavar="JSON",
+                        help="recompute the summary and table of an earlier results file from its runs, and stop")
     args = parser.parse_args(argv)
+    if args.resummarize:
+        return resummarize(args.resummarize)
     kind = "cuda" if args.device.startswith("cuda") else "cpu"
     if kind == "cuda":
         # Before CUDA starts, for the deterministic runs; all runs share it (CUDA_NOTE).

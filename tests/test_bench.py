@@ -50,12 +50,16 @@ def test_ratios_are_medians_of_per_round_ratios_and_the_warm_up_run_is_left_out(
     assert summary["rounds"] == 3
     assert summary["overhead"] == pytest.approx(0.2)  # ratios 2.0, 1.1, 1.2 -> median 1.2
     assert summary["determinism_tax"] == pytest.approx(0.25)  # ratios 2.0, 1.0, 1.25
+    assert summary["overhead_quartiles"] == pytest.approx([0.15, 0.6])
+    assert summary["overhead_best_runs"] == pytest.approx(0.2)  # fastest runs: 120 by hand, 100 through seedlock
+    assert summary["determinism_tax_best_runs"] == pytest.approx(0.0)  # 100 and 100
     assert summary["seedlock"]["env_steps_per_second"] == 100.0
     assert summary["handwritten"]["peak_rss_mb"] == 102.0
     table = markdown({"machine": {"date": "d", "device": "cpu", "cpu": "x", "cpu_threads": 2, "torch": "t"},
                       "settings": {"num_envs": 8, "warmup_iterations": 1, "timed_seconds": 4.0, "repetitions": 3},
                       "summary": [summary]})
-    assert "| cartpole | rsl_rl | 3 | 110 | 100 | +20.0% | 80 | +25.0% | 102 / 102 / 102 | — / — / — |" in table
+    assert ("| cartpole | rsl_rl | 3 | 110 | 100 | +20.0% (+15.0%…+60.0%; +20.0%) | 80 | +25.0% (+12.5%…+62.5%; +0.0%) | "
+            "102 / 102 / 102 | — / — / — |") in table
 
 
 @pytest.mark.slow  # ~35 s on 2 cores: make test-all
