@@ -134,6 +134,7 @@ class Bench:
     num_envs: int
     warmup: int
     work_dir: Path
+    threads: int | None = None  # torch's CPU threads for every run (determinism.num_threads); None: torch's default
     runs: list[RunResult] = field(default_factory=list)
 
     def config(self, task: str, trainer: str, deterministic: bool, run_dir: Path, timed: int) -> DictConfig:
@@ -141,7 +142,7 @@ class Bench:
             f"task={task}", f"trainer={trainer}", f"device={self.device}", f"num_envs={self.num_envs}",
             f"max_iterations={self.warmup + timed + 1}", f"torch_deterministic={str(deterministic).lower()}",
             "progress=false", f"run_dir={run_dir}",
-        ])
+        ] + ([f"determinism.num_threads={self.threads}"] if self.threads else []))
 
     def run(self, task: str, trainer: str, variant: str, repetition: int, timed: int) -> RunResult:
         run_dir = self.work_dir / f"{task}_{trainer}_{variant}_{repetition}"
@@ -354,6 +355,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--iterations", type=int, help="timed iterations of every run, instead of --seconds")
     parser.add_argument("--repetitions", type=int, default=7)
     parser.add_argument("--out", type=Path, help="results file stem (default bench/results/train_throughput_<cpu|cuda>)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads of every run (default: torch's own)")
     parser.add_argument("--resummarize", type=Path, metavar="JSON",
                         help="recompute the summary and table of an earlier results file from its runs, and stop")
     args = parser.parse_args(argv)
@@ -365,14 +367,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         determinism.reserve_cublas_workspace()
     register()
     bench_dir = Path(tempfile.mkdtemp(prefix="seedlock-bench-"))
-    bench = Bench(args.device, args.num_envs or DEFAULT_NUM_ENVS[kind], args.warmup_iterations, bench_dir)
+    bench = Bench(args.device, args.num_envs or DEFAULT_NUM_ENVS[kind], args.warmup_iterations, bench_dir, args.threads)
     stem = args.out or RESULTS_DIR / f"train_throughput_{kind}"
     result: dict[str, Any] = {
         "machine": machine(args.device),
         "settings": {"num_envs": bench.num_envs, "warmup_iterations": args.warmup_iterations,
-                     "timed_seconds": None if args.iterations else args.seconds, "repetitions": args.repetitions},
+                     "timed_seconds": None if args.iterations else args.seconds, "threads": args.threads, "repetitions": args.repetitions},
         "summary": [], "runs": [],
     }
+    if args.threads:
+        result["machine"]["cpu_threads"] = args.threads
     try:
         with initialize_config_module(config_module="conf", version_base="1.3"):
             for task in args.tasks:
