@@ -32,7 +32,7 @@ def profiled_run(args: argparse.Namespace, deterministic: bool, work_dir: Path) 
     cfg = compose(config_name="train", overrides=[
         f"task={args.task}", f"trainer={args.trainer}", f"device={args.device}", f"num_envs={args.num_envs}",
         f"max_iterations={args.iterations}", f"torch_deterministic={str(deterministic).lower()}", "progress=false",
-        f"run_dir={work_dir / ('det' if deterministic else 'fast')}",
+        f"run_dir={work_dir / ('det' if deterministic else 'fast')}", *args.overrides,
     ])
     cuda = args.device.startswith("cuda")
     activities = [ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * cuda
@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=1024)
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--rows", type=int, default=15)
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides for both runs")
     args = parser.parse_args()
     if args.device.startswith("cuda"):
         determinism.reserve_cublas_workspace()  # before CUDA starts, for the deterministic run

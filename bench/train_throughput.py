@@ -135,6 +135,7 @@ class Bench:
     warmup: int
     work_dir: Path
     threads: int | None = None  # torch's CPU threads for every run (determinism.num_threads); None: torch's default
+    overrides: list[str] = field(default_factory=list)  # more Hydra overrides for every run
     runs: list[RunResult] = field(default_factory=list)
 
     def config(self, task: str, trainer: str, deterministic: bool, run_dir: Path, timed: int) -> DictConfig:
@@ -142,7 +143,7 @@ class Bench:
             f"task={task}", f"trainer={trainer}", f"device={self.device}", f"num_envs={self.num_envs}",
             f"max_iterations={self.warmup + timed + 1}", f"torch_deterministic={str(deterministic).lower()}",
             "progress=false", f"run_dir={run_dir}",
-        ] + ([f"determinism.num_threads={self.threads}"] if self.threads else []))
+        ] + ([f"determinism.num_threads={self.threads}"] if self.threads else []) + self.overrides)
 
     def run(self, task: str, trainer: str, variant: str, repetition: int, timed: int) -> RunResult:
         run_dir = self.work_dir / f"{task}_{trainer}_{variant}_{repetition}"
@@ -283,7 +284,8 @@ def markdown(result: dict[str, Any]) -> str:
         "over rounds; overhead = hand-written / seedlock - 1 and tax = seedlock / deterministic - 1: the "
         "median of the per-round ratios, their quartiles, and the ratio of each variant's fastest run (on a "
         "shared machine, slow spells only ever slow a run down, so this one is disturbed least). Peak RSS: the process's VmHWM during a run (the libraries' imports "
-        "included); GPU: torch's max allocated." + CUDA_NOTE * (result["machine"]["device"] != "cpu"), "",
+        "included); GPU: torch's max allocated." + CUDA_NOTE * (result["machine"]["device"] != "cpu")
+        + (f" Overrides of every run: `{' '.join(settings['overrides'])}`." if settings.get("overrides") else ""), "",
         "| task | library | timed iterations | hand-written steps/s | seedlock steps/s | overhead (quartiles; best runs) "
         "| deterministic steps/s | determinism tax (quartiles; best runs) | peak RSS MB (hand / seedlock / det) "
         "| GPU max alloc MB (hand / seedlock / det) |",
@@ -356,6 +358,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repetitions", type=int, default=7)
     parser.add_argument("--out", type=Path, help="results file stem (default bench/results/train_throughput_<cpu|cuda>)")
     parser.add_argument("--threads", type=int, help="torch CPU threads of every run (default: torch's own)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="Hydra overrides for every run, e.g. renderer.embedded.channels_last=true")
     parser.add_argument("--resummarize", type=Path, metavar="JSON",
                         help="recompute the summary and table of an earlier results file from its runs, and stop")
     args = parser.parse_args(argv)
@@ -367,12 +371,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         determinism.reserve_cublas_workspace()
     register()
     bench_dir = Path(tempfile.mkdtemp(prefix="seedlock-bench-"))
-    bench = Bench(args.device, args.num_envs or DEFAULT_NUM_ENVS[kind], args.warmup_iterations, bench_dir, args.threads)
+    bench = Bench(args.device, args.num_envs or DEFAULT_NUM_ENVS[kind], args.warmup_iterations, bench_dir, args.threads,
+                  args.overrides)
     stem = args.out or RESULTS_DIR / f"train_throughput_{kind}"
     result: dict[str, Any] = {
         "machine": machine(args.device),
         "settings": {"num_envs": bench.num_envs, "warmup_iterations": args.warmup_iterations,
-                     "timed_seconds": None if args.iterations else args.seconds, "threads": args.threads, "repetitions": args.repetitions},
+                     "timed_seconds": None if args.iterations else args.seconds, "threads": args.threads, "overrides": args.overrides, "repetitions": args.repetitions},
         "summary": [], "runs": [],
     }
     if args.threads:
