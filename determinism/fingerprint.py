@@ -38,20 +38,8 @@ def host_bytes(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:
     return fetched  # type: ignore[return-value]
 
 
-def tensor_bytes(tensor: torch.Tensor) -> bytes:
-    """Raw bytes of a tensor in memory order, for any dtype (bfloat16 included)."""
-    return host_bytes([tensor])[0].tobytes()
-
-
-def hash_tensor(name: str, tensor: torch.Tensor) -> str:
-    return hash_named_tensors([(name, tensor)])
-
-
 def hash_named_tensors(named: Sequence[tuple[str, torch.Tensor]]) -> str:
-    digest = hashlib.sha256()
-    for (name, tensor), data in zip(named, host_bytes([tensor for _, tensor in named])):
-        _update(digest, name, tensor, data)
-    return digest.hexdigest()
+    return fingerprint_named(named)[0]
 
 
 def _update(digest: "hashlib._Hash", name: str, tensor: torch.Tensor, data: np.ndarray) -> None:

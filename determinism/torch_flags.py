@@ -12,6 +12,7 @@ import torch
 CUBLAS_WORKSPACE_ENV = "CUBLAS_WORKSPACE_CONFIG"
 # The two values cuBLAS documents for reproducible results under multiple streams.
 VALID_CUBLAS_WORKSPACE_CONFIGS = (":4096:8", ":16:8")
+DEFAULT_CUBLAS_WORKSPACE_CONFIG = VALID_CUBLAS_WORKSPACE_CONFIGS[0]
 
 
 class DeterminismError(RuntimeError):
@@ -58,7 +59,7 @@ def _snapshot_defaults() -> _TorchDefaults:
 
 def lock_torch(
     torch_deterministic: bool,
-    cublas_workspace_config: str = ":4096:8",
+    cublas_workspace_config: str = DEFAULT_CUBLAS_WORKSPACE_CONFIG,
     warn_only: bool = False,
     num_threads: int | None = None,
 ) -> AppliedFlags:
@@ -103,7 +104,7 @@ def lock_torch(
     )
 
 
-def reserve_cublas_workspace(config: str = ":4096:8") -> str:
+def reserve_cublas_workspace(config: str = DEFAULT_CUBLAS_WORKSPACE_CONFIG) -> str:
     """Set cuBLAS's workspace config for deterministic matmuls; it takes effect only if CUDA has
     not started. A process that will run deterministic and non-deterministic jobs calls this
     first (the benchmarks do): once CUDA runs it can no longer be set, and it costs the other
