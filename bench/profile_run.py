@@ -17,11 +17,12 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_module
+from hydra import initialize_config_module
 from torch.profiler import ProfilerActivity, profile
 
 import determinism
 import tasks
+from bench.train_throughput import run_config
 from trainers.run_config import register
 
 
@@ -29,11 +30,8 @@ def profiled_run(args: argparse.Namespace, deterministic: bool, work_dir: Path) 
     """Wall seconds of the run and the profiler's table of its top operators by self time."""
     from trainers.train import run_training
 
-    cfg = compose(config_name="train", overrides=[
-        f"task={args.task}", f"trainer={args.trainer}", f"device={args.device}", f"num_envs={args.num_envs}",
-        f"max_iterations={args.iterations}", f"torch_deterministic={str(deterministic).lower()}", "progress=false",
-        f"run_dir={work_dir / ('det' if deterministic else 'fast')}", *args.overrides,
-    ])
+    cfg = run_config(args.task, args.trainer, args.device, args.num_envs, args.iterations, deterministic,
+                     work_dir / ("det" if deterministic else "fast"), args.overrides)
     cuda = args.device.startswith("cuda")
     activities = [ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * cuda
     start = time.perf_counter()

@@ -82,6 +82,16 @@ class RunResult:
     gpu_max_allocated_mb: float | None
 
 
+def run_config(task: str, trainer: str, device: str, num_envs: int, iterations: int, deterministic: bool,
+               run_dir: Path, overrides: list[str]) -> DictConfig:
+    """``seedlock-train``'s config for one benchmark run: no progress bar, its own run dir."""
+    return compose(config_name="train", overrides=[
+        f"task={task}", f"trainer={trainer}", f"device={device}", f"num_envs={num_envs}",
+        f"max_iterations={iterations}", f"torch_deterministic={str(deterministic).lower()}",
+        "progress=false", f"run_dir={run_dir}", *overrides,
+    ])
+
+
 class StepClock:
     """Wraps an env's ``step`` and notes the time at the first step of every iteration."""
 
@@ -139,11 +149,9 @@ class Bench:
     runs: list[RunResult] = field(default_factory=list)
 
     def config(self, task: str, trainer: str, deterministic: bool, run_dir: Path, timed: int) -> DictConfig:
-        return compose(config_name="train", overrides=[
-            f"task={task}", f"trainer={trainer}", f"device={self.device}", f"num_envs={self.num_envs}",
-            f"max_iterations={self.warmup + timed + 1}", f"torch_deterministic={str(deterministic).lower()}",
-            "progress=false", f"run_dir={run_dir}",
-        ] + ([f"determinism.num_threads={self.threads}"] if self.threads else []) + self.overrides)
+        threads = [f"determinism.num_threads={self.threads}"] if self.threads else []
+        return run_config(task, trainer, self.device, self.num_envs, self.warmup + timed + 1, deterministic,
+                          run_dir, threads + self.overrides)
 
     def run(self, task: str, trainer: str, variant: str, repetition: int, timed: int) -> RunResult:
         run_dir = self.work_dir / f"{task}_{trainer}_{variant}_{repetition}"
