@@ -52,6 +52,8 @@ def apply(cfg: DictConfig | Any, rank: int = 0, resolved: ResolvedSeed | None = 
         cublas_workspace_config=cfg.determinism.cublas_workspace_config,
         warn_only=cfg.determinism.warn_only,
         num_threads=cfg.determinism.num_threads,
+        conv_weight_grad=cfg.determinism.conv_weight_grad,
+        fill_uninitialized_memory=cfg.determinism.fill_uninitialized_memory,
     )
     seeded = seed_everything(process_seed, seed_warp=cfg.seeding.seed_warp)
     flag_values = dataclasses.asdict(flags)

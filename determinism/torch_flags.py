@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from determinism.conv import CONV_WEIGHT_GRADS, conv_weight_grad_in_use, use_conv_weight_grad
+
 CUBLAS_WORKSPACE_ENV = "CUBLAS_WORKSPACE_CONFIG"
 # The two values cuBLAS documents for reproducible results under multiple streams.
 VALID_CUBLAS_WORKSPACE_CONFIGS = (":4096:8", ":16:8")
@@ -29,6 +31,8 @@ class AppliedFlags:
     cudnn_benchmark: bool
     matmul_fp32_precision: str
     cudnn_conv_fp32_precision: str
+    conv_weight_grad: str
+    fill_uninitialized_memory: bool
     env_vars_set: dict[str, str] = field(default_factory=dict)
     num_threads: int = 0
     num_interop_threads: int = 0
@@ -62,12 +66,24 @@ def lock_torch(
     cublas_workspace_config: str = DEFAULT_CUBLAS_WORKSPACE_CONFIG,
     warn_only: bool = False,
     num_threads: int | None = None,
+    conv_weight_grad: str = "matmul",
+    fill_uninitialized_memory: bool = True,
 ) -> AppliedFlags:
-    """Apply the determinism switches; with ``torch_deterministic`` false, torch's defaults."""
+    """Apply the determinism switches; with ``torch_deterministic`` false, torch's defaults.
+
+    ``conv_weight_grad`` picks the deterministic weight gradient of Conv2d on CUDA
+    (:mod:`determinism.conv`); ``fill_uninitialized_memory`` is torch's own switch that fills
+    every new uninitialised tensor with NaN (floats) or the largest integer, so that a read
+    of memory nothing wrote is deterministic too, at the cost of one fill per allocation."""
     env_vars_set: dict[str, str] = {}
     if not torch_deterministic:
         _restore_defaults()
     else:
+        if conv_weight_grad not in CONV_WEIGHT_GRADS:
+            raise DeterminismError(
+                f"determinism.conv_weight_grad={conv_weight_grad!r} is not valid: choose matmul (a "
+                "deterministic cuBLAS matmul, fast on large batches) or cudnn (cuDNN's deterministic kernel)."
+            )
         if cublas_workspace_config not in VALID_CUBLAS_WORKSPACE_CONFIGS:
             raise DeterminismError(
                 f"determinism.cublas_workspace_config={cublas_workspace_config!r} is not valid: "
@@ -88,6 +104,8 @@ def lock_torch(
         # differ between two processes.
         torch.backends.cudnn.benchmark = False
         _disable_tf32()
+        use_conv_weight_grad(conv_weight_grad)
+        torch.utils.deterministic.fill_uninitialized_memory = fill_uninitialized_memory  # type: ignore[attr-defined]
     if num_threads is not None:
         # Reductions split across threads sum in a different order on another thread count.
         torch.set_num_threads(num_threads)
@@ -98,6 +116,8 @@ def lock_torch(
         cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
         matmul_fp32_precision=_matmul_precision(),
         cudnn_conv_fp32_precision=_conv_precision(),
+        conv_weight_grad=conv_weight_grad_in_use(),
+        fill_uninitialized_memory=bool(torch.utils.deterministic.fill_uninitialized_memory),  # type: ignore[attr-defined]
         env_vars_set=env_vars_set,
         num_threads=torch.get_num_threads(),
         num_interop_threads=torch.get_num_interop_threads(),
@@ -122,6 +142,8 @@ def _restore_defaults() -> None:
         torch.backends.cudnn.conv.fp32_precision = _DEFAULTS.cudnn_conv_fp32_precision
         torch.backends.cudnn.rnn.fp32_precision = _DEFAULTS.cudnn_rnn_fp32_precision
     torch.set_float32_matmul_precision(_DEFAULTS.float32_matmul_precision)
+    use_conv_weight_grad("cudnn")
+    torch.utils.deterministic.fill_uninitialized_memory = True  # type: ignore[attr-defined]
 
 
 def _disable_tf32() -> None:

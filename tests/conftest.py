@@ -23,6 +23,8 @@ def restore_torch_state() -> Iterator[None]:
         torch.backends.cudnn.rnn.fp32_precision,
         torch.get_float32_matmul_precision(),
         torch.get_num_threads(),
+        torch.nn.Conv2d._conv_forward,
+        torch.utils.deterministic.fill_uninitialized_memory,  # type: ignore[attr-defined]
     )
     yield
     torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
@@ -32,5 +34,7 @@ def restore_torch_state() -> Iterator[None]:
     torch.backends.cudnn.rnn.fp32_precision = saved[6]
     torch.set_float32_matmul_precision(saved[7])
     torch.set_num_threads(saved[8])
+    torch.nn.Conv2d._conv_forward = saved[9]  # type: ignore[method-assign]
+    torch.utils.deterministic.fill_uninitialized_memory = saved[10]  # type: ignore[attr-defined]
     os.environ.clear()
     os.environ.update(saved_env)

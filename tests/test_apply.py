@@ -27,6 +27,7 @@ def test_torch_deterministic_locks_every_switch() -> None:
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     assert manifest.env_vars["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     assert manifest.flags["deterministic_algorithms"] is True
+    assert manifest.flags["conv_weight_grad"] == "matmul"
 
 
 @pytest.mark.usefixtures("restore_torch_state")
@@ -98,3 +99,12 @@ def test_a_later_job_without_determinism_gets_torchs_defaults_back() -> None:
     assert torch.backends.cudnn.deterministic is False
     assert torch.backends.cudnn.conv.fp32_precision == "tf32"
     assert manifest.flags["deterministic_algorithms"] is False
+    assert manifest.flags["conv_weight_grad"] == "cudnn"
+    assert torch.utils.deterministic.fill_uninitialized_memory is True  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("restore_torch_state")
+def test_strict_determinism_fills_uninitialized_memory_and_the_default_does_not() -> None:
+    assert determinism.apply(compose_config("torch_deterministic=true")).flags["fill_uninitialized_memory"] is False
+    assert determinism.apply(compose_config("determinism=strict")).flags["fill_uninitialized_memory"] is True
+    assert torch.utils.deterministic.fill_uninitialized_memory is True  # type: ignore[attr-defined]

@@ -34,6 +34,7 @@ def test_cfg_job_prints_the_composed_config() -> None:
         ("task.env.mass=2", ["task.env.mass", "Key 'mass' is not in struct"]),
         ("+task.env.mass=2", ["'mass'", "valid keys", "action_scale"]),
         ("determinism.cublas_workspace_config=:1:1", ["cublas_workspace_config", ":4096:8"]),
+        ("determinism.conv_weight_grad=fast", ["determinism.conv_weight_grad='fast'", "matmul", "cudnn"]),
     ],
 )
 def test_bad_input_fails_with_the_key_value_and_choices(tmp_path: Path, override: str, expected: list[str]) -> None:

@@ -4,8 +4,8 @@ For every library on the CartPole task with ``device=cuda``: with ``torch_determ
 two processes give identical fingerprints and a resumed run equals the uninterrupted one;
 without it, what happens is recorded (not asserted: it depends on GPU, driver and library), in
 ``bench/results/gpu_determinism.jsonl`` with the GPU's name and the date. The same for the CNN
-policies on ``cartpole_rgb``: ``determinism=strict`` must repeat bit for bit; the fast defaults
-get a recorded verdict.
+policies on ``cartpole_rgb``: ``determinism=strict`` and ``torch_deterministic=true`` (Conv2d's
+matmul weight gradient) must repeat bit for bit; the fast defaults get a recorded verdict.
 """
 
 from __future__ import annotations
@@ -97,6 +97,18 @@ def test_pixels_with_strict_determinism_are_identical_on_gpu(tmp_path: Path, tra
     assert result.returncode in (0, 1), result.stdout + result.stderr
     line = _record(trainer, True, tmp_path / "v", result.returncode, task="cartpole_rgb")
     assert line["flags"]["deterministic_algorithms"] is True and line["renderer"] == "deterministic"
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_pixels_with_torch_deterministic_and_the_matmul_weight_gradient_are_identical_on_gpu(
+    tmp_path: Path, trainer: str
+) -> None:
+    """torch_deterministic=true alone: the fast renderer settings, Conv2d's matmul weight gradient."""
+    result = run_verify("--verify-dir", str(tmp_path / "v"), f"trainer={trainer}", "torch_deterministic=true", *PIXELS_GPU)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    line = _record(trainer, True, tmp_path / "v", result.returncode, task="cartpole_rgb")
+    assert line["flags"]["conv_weight_grad"] == "matmul" and line["renderer"] == "default"
     assert result.returncode == 0, result.stdout
 
 

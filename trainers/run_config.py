@@ -13,6 +13,8 @@ from typing import Any, Dict, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
+from determinism.conv import CONV_WEIGHT_GRADS
+
 
 class ConfigError(ValueError):
     """A run-config value that is the right type but not a valid choice."""
@@ -49,6 +51,8 @@ class DeterminismConfig:
     cublas_workspace_config: str = ":4096:8"
     warn_only: bool = False  # true: non-deterministic ops warn instead of raising
     num_threads: Optional[int] = None  # pin torch's intra-op threads (null: leave as is)
+    conv_weight_grad: str = "matmul"  # Conv2d's deterministic weight gradient on CUDA: matmul or cudnn
+    fill_uninitialized_memory: bool = False  # torch's NaN fill of new tensors (determinism=strict: true)
 
 
 @dataclass
@@ -116,3 +120,9 @@ def validate(cfg: DictConfig) -> None:
     device = str(cfg.device)
     if device != "cpu" and not device.startswith("cuda"):
         raise ConfigError(f"device={device!r} is not valid: choose cpu, cuda or cuda:<index>.")
+    if cfg.determinism.conv_weight_grad not in CONV_WEIGHT_GRADS:
+        raise ConfigError(
+            f"determinism.conv_weight_grad={cfg.determinism.conv_weight_grad!r} is not valid: choose "
+            "matmul (a deterministic cuBLAS matmul, fast on large minibatches) or cudnn (cuDNN's own "
+            "deterministic kernel)."
+        )
