@@ -19,6 +19,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -115,9 +116,22 @@ def start(cfg: DictConfig, ranks: Ranks) -> None:
     torch.distributed.init_process_group(backend=ranks.backend, rank=ranks.rank, world_size=ranks.world_size)
 
 
-def stop(ranks: Ranks) -> None:
-    if ranks.backend is not None and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+FINISH_TIMEOUT = timedelta(minutes=2)  # how long a finished rank waits for the others at the end
+
+
+def stop(ranks: Ranks, finished: bool = False) -> None:
+    """Leave the process group. A rank that ``finished`` first waits for every rank at a barrier,
+    so no rank tears gloo down while another still talks to it (which can abort that rank with
+    "terminate called without an active exception" as it exits). A rank that failed skips it:
+    the others may never arrive."""
+    if ranks.backend is None or not torch.distributed.is_initialized():
+        return
+    if finished:
+        if ranks.backend == "gloo":
+            torch.distributed.monitored_barrier(timeout=FINISH_TIMEOUT)  # names a rank that never came
+        else:
+            torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 def agree(ranks: Ranks, decide: Callable[[], T]) -> T:

@@ -67,9 +67,12 @@ def run_training(cfg: DictConfig) -> TrainSummary:
     ranks = distributed.ranks_for(cfg)
     distributed.start(cfg, ranks)
     try:
-        return run_rank(cfg, ranks)
-    finally:
+        summary = run_rank(cfg, ranks)
+    except BaseException:
         distributed.stop(ranks)
+        raise
+    distributed.stop(ranks, finished=True)
+    return summary
 
 
 def run_rank(cfg: DictConfig, ranks: Ranks) -> TrainSummary:
