@@ -32,6 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from bench.env_throughput import sync
 from bench.machine import describe, machine
 from determinism.conv import conv2d_matmul_wgrad
 from determinism.torch_flags import lock_torch
@@ -100,11 +101,6 @@ def time_variant(name: str, batch: int, device: str, steps: int) -> dict[str, An
         sync(device)
         times.append(time.perf_counter() - start)
     return {"variant": name, "batch": batch, "ms": 1e3 * statistics.median(times), "repeatable": repeatable}
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def markdown(result: dict[str, Any]) -> str:

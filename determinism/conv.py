@@ -2,11 +2,12 @@
 
 Under ``torch_deterministic=true`` cuDNN may only use its deterministic weight-gradient
 (wgrad) kernels. For the small convolutions RL policies put on a large minibatch of small
-frames, those kernels reduce over the whole batch in one thread block per output tile and run
-at a few percent of the GPU: bench/results/profile_cuda_cartpole_rgb_rsl_rl.md shows 81% of a
-locked camera run's GPU time in one of them. The same gradient written as im2col and a batched
-matmul, summed over the batch in a fixed order, is deterministic under the cuBLAS workspace
-setting that ``lock_torch`` makes anyway, and uses the whole GPU.
+frames, those kernels have a tiny output (the filters) to spread over the GPU and a huge
+reduction (every position of every frame) that they may not split: bench/results/
+profile_cuda_cartpole_rgb_rsl_rl.md shows 81% of a locked camera run's GPU time in one of them.
+The same gradient written as one matmul over im2col patches is deterministic under the cuBLAS
+workspace setting that ``lock_torch`` makes anyway (cuBLAS splits the reduction, and sums the
+parts, in a fixed order), and uses the whole GPU.
 
 The forward pass and the input gradient stay cuDNN's (their deterministic kernels are fast).
 bench/results/conv_wgrad_cuda.md: on an H200 the CNN's forward + backward at a 16384-frame

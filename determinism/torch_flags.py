@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from determinism.conv import CONV_WEIGHT_GRADS, conv_weight_grad_in_use, use_conv_weight_grad
+from determinism.conv import conv_weight_grad_in_use, use_conv_weight_grad
 
 CUBLAS_WORKSPACE_ENV = "CUBLAS_WORKSPACE_CONFIG"
 # The two values cuBLAS documents for reproducible results under multiple streams.
@@ -79,11 +79,6 @@ def lock_torch(
     if not torch_deterministic:
         _restore_defaults()
     else:
-        if conv_weight_grad not in CONV_WEIGHT_GRADS:
-            raise DeterminismError(
-                f"determinism.conv_weight_grad={conv_weight_grad!r} is not valid: choose matmul (a "
-                "deterministic cuBLAS matmul, fast on large batches) or cudnn (cuDNN's deterministic kernel)."
-            )
         if cublas_workspace_config not in VALID_CUBLAS_WORKSPACE_CONFIGS:
             raise DeterminismError(
                 f"determinism.cublas_workspace_config={cublas_workspace_config!r} is not valid: "
