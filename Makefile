@@ -50,6 +50,7 @@ bench: install
 bench-gpu: install
 	$(PY) -m bench.env_throughput --device cuda
 	$(PY) -m bench.train_throughput --device cuda --tasks cartpole cartpole_rgb $(ARGS)
+	$(PY) -m bench.conv_wgrad --device cuda
 
 ## Wall time and iterations to the episode cap for each library's default CartPole run.
 bench-time-to-cap: install
