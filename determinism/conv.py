@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 
 class _ConvWithMatmulWgrad(torch.autograd.Function):
@@ -38,6 +39,7 @@ class _ConvWithMatmulWgrad(torch.autograd.Function):
         return F.conv2d(x, weight, bias, stride, padding, dilation)
 
     @staticmethod
+    @once_differentiable  # a second derivative through it raises instead of silently being zero
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         stride, padding, dilation = ctx.geometry
