@@ -38,10 +38,6 @@ def host_bytes(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:
     return fetched  # type: ignore[return-value]
 
 
-def hash_named_tensors(named: Sequence[tuple[str, torch.Tensor]]) -> str:
-    return fingerprint_named(named)[0]
-
-
 def _update(digest: "hashlib._Hash", name: str, tensor: torch.Tensor, data: np.ndarray) -> None:
     digest.update(_header(name, tensor))
     digest.update(data)
