@@ -31,15 +31,21 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from bench.env_throughput import sync
 from bench.machine import describe, machine
 from determinism.conv import conv2d_matmul_wgrad
 from determinism.torch_flags import lock_torch
+from tasks.cartpole_rgb import CartpoleRgbConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-FRAME_SHAPE = (6, 32, 64)  # cartpole_rgb: two stacked RGB frames, 32×64
-CONVS = ((8, 8, 4), (16, 4, 2))  # (out channels, kernel, stride), conf/agent/cartpole_rgb
+# cartpole_rgb's frames (3 colours × frame_stack, height, width) and the CNN its agent configs
+# build, read from where they are defined so the bench follows them.
+_FRAMES = CartpoleRgbConfig()
+FRAME_SHAPE = (3 * _FRAMES.frame_stack, _FRAMES.height, _FRAMES.width)
+_CNN = OmegaConf.load(ROOT / "conf" / "agent" / "cartpole_rgb" / "rsl_rl.yaml").actor.cnn_cfg
+CONVS = tuple(zip(_CNN.output_channels, _CNN.kernel_size, _CNN.stride))  # (out channels, kernel, stride)
 
 
 class PixelCnn(torch.nn.Module):

@@ -79,3 +79,14 @@ def test_every_library_trains_by_hand_and_through_seedlock_in_one_bench_process(
         assert row["overhead"] is not None and row["determinism_tax"] is not None
         assert all(row[variant]["env_steps_per_second"] > 0 for variant in VARIANTS)
     assert "| cartpole | skrl |" in stem.with_suffix(".md").read_text()
+
+
+def test_conv_wgrad_times_every_variant_and_each_locked_one_repeats(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "bench.conv_wgrad", "--device", "cpu", "--batches", "8", "--steps", "1",
+               "--out", str(tmp_path / "conv")]
+    subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
+    rows = json.loads((tmp_path / "conv.json").read_text())["rows"]
+    assert [row["variant"] for row in rows] == ["cudnn unlocked", "cudnn locked", "cudnn locked, channels-last",
+                                                "matmul wgrad locked", "matmul wgrad locked, channels-last"]
+    assert all(row["ms"] > 0 and row["repeatable"] for row in rows if "unlocked" not in row["variant"])
+    assert "| 8 | matmul wgrad locked |" in (tmp_path / "conv.md").read_text()
