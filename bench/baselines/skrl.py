@@ -67,3 +67,5 @@ def train(env: Any, agent: dict[str, Any], iterations: int, device: str, log_dir
     trainer_cfg = SequentialTrainerCfg(timesteps=iterations * rollouts, headless=True, disable_progressbar=True,
                                        close_environment_at_exit=False)
     SequentialTrainer(env=wrapped, agents=ppo, cfg=trainer_cfg).train()
+    if getattr(ppo, "writer", None) is not None:
+        ppo.writer.close()  # skrl never closes it; its thread would write into the removed run dir
