@@ -287,26 +287,34 @@ def markdown(result: dict[str, Any]) -> str:
         describe(result["machine"]) + ".", "",
         f"{settings['num_envs']:,} envs; each run trains {settings['warmup_iterations']} warm-up iterations, "
         "then the timed ones (per library, enough for a timed window of at least "
-        f"{settings['timed_seconds']} s), then one more; {settings['repetitions']} rounds, the variants "
+        f"{settings['timed_seconds']} s), then one more; {_rounds(result)}, the variants "
         "alternating in a rotated order within one process, after one untimed run of each. env-steps/s: median "
         "over rounds; overhead = hand-written / seedlock - 1 and tax = seedlock / deterministic - 1: the "
         "median of the per-round ratios, their quartiles, and the ratio of each variant's fastest run (on a "
         "shared machine, slow spells only ever slow a run down, so this one is disturbed least). Peak RSS: the process's VmHWM during a run (the libraries' imports "
         "included); GPU: torch's max allocated." + CUDA_NOTE * (result["machine"]["device"] != "cpu")
         + (f" Overrides of every run: `{' '.join(settings['overrides'])}`." if settings.get("overrides") else ""), "",
-        "| task | library | timed iterations | hand-written steps/s | seedlock steps/s | overhead (quartiles; best runs) "
+        *([result["note"], ""] if result.get("note") else []),  # what a re-summarized or merged file says about itself
+        "| task | library | rounds | timed iterations | hand-written steps/s | seedlock steps/s | overhead (quartiles; best runs) "
         "| deterministic steps/s | determinism tax (quartiles; best runs) | peak RSS MB (hand / seedlock / det) "
         "| GPU max alloc MB (hand / seedlock / det) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in result["summary"]:
         cells = {variant: row.get(variant, {}) for variant in VARIANTS}
         lines.append(
-            f"| {row['task']} | {row['trainer']} | {row['timed_iterations']} | {_rate(cells['handwritten'])} | "
+            f"| {row['task']} | {row['trainer']} | {row['rounds']} | {row['timed_iterations']} | {_rate(cells['handwritten'])} | "
             f"{_rate(cells['seedlock'])} | {_ratio(row, 'overhead')} | {_rate(cells['deterministic'])} | "
             f"{_ratio(row, 'determinism_tax')} | {_triple(cells, 'peak_rss_mb')} | {_triple(cells, 'gpu_max_allocated_mb')} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _rounds(result: dict[str, Any]) -> str:
+    """'7 rounds', or where libraries were run apart with different counts (a results file
+    merged from two runs), a pointer to the table's column."""
+    counts = {row["rounds"] for row in result["summary"]} or {result["settings"]["repetitions"]}
+    return f"{counts.pop()} rounds" if len(counts) == 1 else "the rounds in the table (per library)"
 
 
 def _rate(cell: dict[str, Any]) -> str:

@@ -58,7 +58,8 @@ def test_ratios_are_medians_of_per_round_ratios_and_the_warm_up_run_is_left_out(
     table = markdown({"machine": {"date": "d", "device": "cpu", "cpu": "x", "cpu_threads": 2, "torch": "t"},
                       "settings": {"num_envs": 8, "warmup_iterations": 1, "timed_seconds": 4.0, "repetitions": 3},
                       "summary": [summary]})
-    assert ("| cartpole | rsl_rl | 3 | 110 | 100 | +20.0% (+15.0%…+60.0%; +20.0%) | 80 | +25.0% (+12.5%…+62.5%; +0.0%) | "
+    assert "3 rounds, the variants alternating" in table
+    assert ("| cartpole | rsl_rl | 3 | 3 | 110 | 100 | +20.0% (+15.0%…+60.0%; +20.0%) | 80 | +25.0% (+12.5%…+62.5%; +0.0%) | "
             "102 / 102 / 102 | — / — / — |") in table
 
 
