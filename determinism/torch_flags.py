@@ -129,9 +129,7 @@ def reserve_cublas_workspace(config: str = DEFAULT_CUBLAS_WORKSPACE_CONFIG) -> s
 
 
 def _restore_defaults() -> None:
-    if torch.are_deterministic_algorithms_enabled():
-        # torch imports torch._inductor (about 1.5 s) to clear its flag as well: only when set
-        torch.use_deterministic_algorithms(False)
+    torch.use_deterministic_algorithms(False)
     torch.backends.cudnn.deterministic = False
     torch.backends.cudnn.benchmark = _DEFAULTS.cudnn_benchmark
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
