@@ -61,6 +61,12 @@ def test_ratios_are_medians_of_per_round_ratios_and_the_warm_up_run_is_left_out(
     assert "3 rounds, the variants alternating" in table
     assert ("| cartpole | rsl_rl | 3 | 3 | 110 | 100 | +20.0% (+15.0%…+60.0%; +20.0%) | 80 | +25.0% (+12.5%…+62.5%; +0.0%) | "
             "102 / 102 / 102 | — / — / — |") in table
+    # a file merged from two bench processes with different round counts, and its note
+    merged = markdown({"machine": {"date": "d", "device": "cpu", "cpu": "x", "cpu_threads": 2, "torch": "t"},
+                       "settings": {"num_envs": 8, "warmup_iterations": 1, "timed_seconds": 4.0, "repetitions": 3},
+                       "summary": [summary, {**summary, "trainer": "sb3", "rounds": 9}], "note": "SB3 ran apart."})
+    assert "the rounds in the table (per library), the variants alternating" in merged
+    assert "\nSB3 ran apart.\n" in merged and "| cartpole | sb3 | 9 | 3 |" in merged
 
 
 @pytest.mark.slow  # ~35 s on 2 cores: make test-all
