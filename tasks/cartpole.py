@@ -28,6 +28,11 @@ import torch
 from determinism import make_generator
 
 
+# observation layout [pole_angle, pole_vel, cart_pos, cart_vel] from the state's columns
+# [cart_pos, cart_vel, pole_angle, pole_vel]
+OBS_COLUMNS = (2, 3, 0, 1)
+
+
 @dataclass(frozen=True)
 class CartpoleConfig:
     """Physical and episode parameters; defaults are Isaac Lab's CartpoleEnvCfg where it has one."""
@@ -64,22 +69,40 @@ class StepResult:
 
 
 class EpisodeStatistics:
-    """Returns and lengths of the last ``window`` finished episodes, the same for every library."""
+    """Returns and lengths of the last ``window`` finished episodes, the same for every library.
 
-    def __init__(self, num_envs: int, device: torch.device, window: int = 100) -> None:
+    A step only notes, on the env's device, which envs finished and their running returns and
+    lengths; the finished episodes are read back in one copy when asked (``mean_return``,
+    ``mean_length``, ``state_dict``) or every ``flush_steps`` steps. Reading them back every
+    step would make each GPU step wait for the GPU, with three device-to-host copies.
+    """
+
+    def __init__(self, num_envs: int, device: torch.device, window: int = 100, flush_steps: int = 64) -> None:
         self.returns: deque[float] = deque(maxlen=window)
         self.lengths: deque[int] = deque(maxlen=window)
         self._running_return = torch.zeros(num_envs, device=device)
+        self._flush_steps = flush_steps
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (done, return, length) per step
 
     def record(self, reward: torch.Tensor, done: torch.Tensor, length: torch.Tensor) -> None:
         self._running_return += reward
-        if done.any():
-            ids = done.nonzero(as_tuple=True)[0]
-            self.returns.extend(self._running_return[ids].tolist())
-            self.lengths.extend(length[ids].tolist())
-            self._running_return[ids] = 0.0
+        self._pending.append((done.clone(), self._running_return.clone(), length.clone()))
+        self._running_return.masked_fill_(done, 0.0)
+        if len(self._pending) >= self._flush_steps:
+            self._flush()
+
+    def _flush(self) -> None:
+        """The noted episodes into the windows, in the order they finished (by step, then env)."""
+        if not self._pending:
+            return
+        done, returns, lengths = (torch.stack(column) for column in zip(*self._pending))
+        self._pending.clear()
+        steps, envs = done.nonzero(as_tuple=True)
+        self.returns.extend(returns[steps, envs].tolist())
+        self.lengths.extend(lengths[steps, envs].tolist())
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        self._flush()
         return {
             "returns": torch.tensor(list(self.returns), dtype=torch.float64),
             "lengths": torch.tensor(list(self.lengths), dtype=torch.int64),
@@ -87,6 +110,7 @@ class EpisodeStatistics:
         }
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self._pending.clear()
         self.returns.clear()
         self.returns.extend(state["returns"].tolist())
         self.lengths.clear()
@@ -94,9 +118,11 @@ class EpisodeStatistics:
         self._running_return = state["running_return"].to(self._running_return.device).clone()
 
     def mean_return(self) -> float | None:
+        self._flush()
         return float(np.mean(self.returns)) if self.returns else None
 
     def mean_length(self) -> float | None:
+        self._flush()
         return float(np.mean(self.lengths)) if self.lengths else None
 
 
@@ -118,6 +144,7 @@ class CartpoleEnv:
         self.state = torch.zeros(num_envs, 4, device=self.device)
         self.episode_length = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self.statistics = EpisodeStatistics(num_envs, self.device)
+        self._obs_columns = torch.tensor(OBS_COLUMNS, device=self.device)
         self._reset_rows(torch.ones(num_envs, dtype=torch.bool, device=self.device))
 
     @property
@@ -163,13 +190,12 @@ class CartpoleEnv:
         return self.cfg.sim_dt * self.cfg.decimation
 
     def observations(self) -> torch.Tensor:
-        cart_pos, cart_vel, pole_angle, pole_vel = self.state.unbind(dim=1)
-        return torch.stack((pole_angle, pole_vel, cart_pos, cart_vel), dim=1)
+        return self.state.index_select(1, self._obs_columns)
 
     def step(self, actions: torch.Tensor) -> StepResult:
-        force = self.cfg.action_scale * actions.reshape(self.num_envs, -1)[:, 0].clamp(-1.0, 1.0)
+        force = self.cfg.action_scale * actions.reshape(self.num_envs, -1)[:, 0].clamp(-1.0, 1.0).to(self.device)
         for _ in range(self.cfg.decimation):
-            self._integrate(force.to(self.device))
+            self._integrate(force)
         self._after_physics()
         self.episode_length += 1
         cart_pos, cart_vel, pole_angle, pole_vel = self.state.unbind(dim=1)
@@ -205,10 +231,9 @@ class CartpoleEnv:
     def _reward(self, terminated: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         _, cart_vel, angle, angle_vel = self.state.unbind(dim=1)
-        failed = terminated.float()
+        # alive or terminated: one of the two terms, exactly (the other is 0)
         return (
-            cfg.rew_scale_alive * (1.0 - failed)
-            + cfg.rew_scale_terminated * failed
+            torch.where(terminated, cfg.rew_scale_terminated, cfg.rew_scale_alive)
             + cfg.rew_scale_pole_pos * angle.square()
             + cfg.rew_scale_cart_vel * cart_vel.abs()
             + cfg.rew_scale_pole_vel * angle_vel.abs()
@@ -222,4 +247,4 @@ class CartpoleEnv:
         fresh = torch.zeros_like(self.state)
         fresh[:, 2] = angles
         self.state = torch.where(rows.unsqueeze(1), fresh, self.state)
-        self.episode_length = torch.where(rows, torch.zeros_like(self.episode_length), self.episode_length)
+        self.episode_length = self.episode_length.masked_fill(rows, 0)

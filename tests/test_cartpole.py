@@ -10,7 +10,7 @@ import torch
 
 import determinism
 from tasks import TaskConfigError, make
-from tasks.cartpole import CartpoleConfig, CartpoleEnv
+from tasks.cartpole import CartpoleConfig, CartpoleEnv, EpisodeStatistics
 
 
 @pytest.fixture(autouse=True)
@@ -79,3 +79,34 @@ def test_unknown_task_and_unknown_env_key_name_the_valid_choices() -> None:
         make("nope", {}, num_envs=1, seed=0, device="cpu")
     with pytest.raises(TaskConfigError, match=r"unknown key.*'mass'.*action_scale"):
         make("cartpole", {"mass": 2.0}, num_envs=1, seed=0, device="cpu")
+
+
+def test_episode_statistics_read_back_later_hold_what_reading_every_step_would() -> None:
+    # The statistics note finished episodes on the device and read them back in batches (on a
+    # query, a checkpoint or every flush_steps steps); the windows must be the same, in the order
+    # the episodes finished: by step, then by env.
+    generator = torch.Generator().manual_seed(3)
+    deferred = EpisodeStatistics(num_envs=5, device=torch.device("cpu"), window=20, flush_steps=7)
+    returns: list[float] = []
+    lengths: list[int] = []
+    running = torch.zeros(5)
+    length = torch.zeros(5, dtype=torch.long)
+    for step in range(60):
+        reward = torch.rand(5, generator=generator)
+        done = torch.rand(5, generator=generator) < 0.3
+        length += 1
+        deferred.record(reward, done, length)
+        running += reward
+        returns += running[done].tolist()
+        lengths += length[done].tolist()
+        running[done] = 0.0
+        length = length.masked_fill(done, 0)  # a new tensor, as the tasks make; the noted one stays
+        if step == 30:
+            saved, lengths_then = deferred.state_dict(), list(lengths)  # mid-way, episodes pending
+            assert saved["returns"].tolist() == pytest.approx(returns[-20:])
+    assert deferred.mean_return() == pytest.approx(sum(returns[-20:]) / 20)
+    assert list(deferred.lengths) == lengths[-20:]
+    restored = EpisodeStatistics(num_envs=5, device=torch.device("cpu"), window=20)
+    restored.record(torch.ones(5), torch.ones(5, dtype=torch.bool), torch.ones(5, dtype=torch.long))  # pending, then dropped
+    restored.load_state_dict(saved)
+    assert restored.state_dict()["lengths"].tolist() == lengths_then[-20:]
