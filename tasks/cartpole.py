@@ -13,6 +13,9 @@ that Isaac Lab's cartpole actuator applies. Isaac Lab's own physics engine is no
 Time-outs and terminations are kept apart (``truncated`` vs ``terminated``), because PPO must
 bootstrap from the value of a state at a time-out but not at a failure. Envs reset themselves;
 the observation of the last step of an episode is kept in ``StepResult.final_obs``.
+
+On CUDA the step is captured once in a CUDA graph and replayed (``cuda_graph``): the same kernels
+on the same buffers, so the same results bit for bit, for one launch instead of about a hundred.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ class CartpoleConfig:
     rew_scale_pole_pos: float = -1.0
     rew_scale_cart_vel: float = -0.01
     rew_scale_pole_vel: float = -0.005
+    # On CUDA, capture the step once in a CUDA graph and replay it: one launch instead of about a
+    # hundred small kernels, whose launches bound the step at any batch size. Same results, bit for bit.
+    cuda_graph: bool = True
 
     @property
     def max_episode_length(self) -> int:
@@ -129,6 +135,9 @@ class EpisodeStatistics:
 class CartpoleEnv:
     """``num_envs`` cart-poles stepped together; actions in [-1, 1] (clipped)."""
 
+    # whether the step can be captured in a CUDA graph (no host syncs, no host-side state)
+    graph_capturable = True
+
     def __init__(
         self, num_envs: int, seed: int, device: str | torch.device = "cpu",
         config: CartpoleConfig | None = None,
@@ -145,6 +154,11 @@ class CartpoleEnv:
         self.episode_length = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self.statistics = EpisodeStatistics(num_envs, self.device)
         self._obs_columns = torch.tensor(OBS_COLUMNS, device=self.device)
+        # the CUDA graph of the step, its static buffers and outputs (see _capture)
+        self._warmed_up = False
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_actions = self._graph_state = self._graph_length = torch.empty(0)
+        self._graph_outputs: tuple[StepResult, torch.Tensor, torch.Tensor] | None = None
         self._reset_rows(torch.ones(num_envs, dtype=torch.bool, device=self.device))
 
     @property
@@ -193,20 +207,82 @@ class CartpoleEnv:
         return self.state.index_select(1, self._obs_columns)
 
     def step(self, actions: torch.Tensor) -> StepResult:
-        force = self.cfg.action_scale * actions.reshape(self.num_envs, -1)[:, 0].clamp(-1.0, 1.0).to(self.device)
+        actions = actions.reshape(self.num_envs, -1)[:, 0]
+        if self._graph is not None or self._graph_wanted():
+            result, done, length = self._replay(actions)
+        else:
+            result, done, length = self._advance(self._force(actions))
+        self.statistics.record(result.reward, done, length)
+        return result
+
+    def _force(self, actions: torch.Tensor) -> torch.Tensor:
+        return self.cfg.action_scale * actions.clamp(-1.0, 1.0).to(self.device, torch.float32)
+
+    def _advance(self, force: torch.Tensor) -> tuple[StepResult, torch.Tensor, torch.Tensor]:
+        """Physics, rewards and resets of one step: the step's result, which envs finished, and
+        every env's episode length before the resets. Reassigns ``state`` and ``episode_length``
+        (never writes them in place), so a CUDA graph can capture it between static buffers."""
         for _ in range(self.cfg.decimation):
             self._integrate(force)
         self._after_physics()
-        self.episode_length += 1
+        length = self.episode_length = self.episode_length + 1
         cart_pos, cart_vel, pole_angle, pole_vel = self.state.unbind(dim=1)
         terminated = (cart_pos.abs() > self.cfg.max_cart_pos) | (pole_angle.abs() > math.pi / 2)
         truncated = (self.episode_length >= self.max_episode_length) & ~terminated
         reward = self._reward(terminated)
         final_obs = self.observations()
         done = terminated | truncated
-        self.statistics.record(reward, done, self.episode_length)
         self._reset_rows(done)
-        return StepResult(self.observations(), reward, terminated, truncated, final_obs)
+        return StepResult(self.observations(), reward, terminated, truncated, final_obs), done, length
+
+    def _graph_wanted(self) -> bool:
+        return self.cfg.cuda_graph and self.device.type == "cuda" and self.graph_capturable
+
+    def _replay(self, actions: torch.Tensor) -> tuple[StepResult, torch.Tensor, torch.Tensor]:
+        """The step as a CUDA graph: the first step runs eagerly (a warm-up, as capture needs),
+        the second captures, every step replays. Outputs are copied out of the graph's buffers,
+        which the next replay overwrites."""
+        if self._graph is None:
+            if not self._warmed_up:
+                self._warmed_up = True
+                return self._advance(self._force(actions))
+            self._capture()
+        assert self._graph is not None and self._graph_outputs is not None
+        with torch.no_grad(), torch.cuda.device(self.device):
+            self._graph_actions.copy_(actions)
+            # load_state_dict and rsl_rl's episode_length_buf assign new tensors: copy them in
+            if self.state is not self._graph_state:
+                self._graph_state.copy_(self.state)
+                self.state = self._graph_state
+            if self.episode_length is not self._graph_length:
+                self._graph_length.copy_(self.episode_length)
+                self.episode_length = self._graph_length
+            self._graph.replay()
+            result, done, length = self._graph_outputs
+            copied = StepResult(
+                result.obs.clone(), result.reward.clone(), result.terminated.clone(), result.truncated.clone(),
+                result.final_obs.clone(),
+            )
+        return copied, done, length
+
+    def _capture(self) -> None:
+        """Capture ``_advance`` from static action, state and episode-length buffers; the graph
+        ends by copying the new state and lengths back into them. The reset generator is
+        registered with the graph, so every replay draws fresh numbers and advances its offset
+        as an eager step would (checkpoints see the same generator state)."""
+        with torch.inference_mode(False), torch.no_grad(), torch.cuda.device(self.device):
+            self._graph_actions = torch.zeros(self.num_envs, device=self.device)
+            self._graph_state = self.state.clone()
+            self._graph_length = self.episode_length.clone()
+            self.state, self.episode_length = self._graph_state, self._graph_length
+            graph = torch.cuda.CUDAGraph()
+            graph.register_generator_state(self.generator)
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                outputs = self._advance(self._force(self._graph_actions))
+                self._graph_state.copy_(self.state)
+                self._graph_length.copy_(self.episode_length)
+            self.state, self.episode_length = self._graph_state, self._graph_length
+        self._graph, self._graph_outputs = graph, outputs
 
     def _after_physics(self) -> None:
         """Called once per step after the physics, before rewards and resets (a camera renders here)."""

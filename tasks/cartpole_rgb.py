@@ -47,10 +47,14 @@ class CartpoleRgbConfig(CartpoleConfig):
     subtract_mean: bool = True
     # Keep env 0's last N frames and write them to <run_dir>/policy_view.gif at the end (0: off).
     record_frames: int = 0
+    # The camera step keeps host-side state (the ring's head) and resets by index, so it is not captured.
+    cuda_graph: bool = False
 
 
 class CartpoleRgbEnv(CartpoleEnv):
     """``num_envs`` cart-poles, observed as stacked camera frames."""
+
+    graph_capturable = False
 
     def __init__(
         self, num_envs: int, seed: int, device: str | torch.device = "cpu",
@@ -62,6 +66,11 @@ class CartpoleRgbEnv(CartpoleEnv):
                 f"task.env frame_stack={config.frame_stack}, frame_interval={config.frame_interval}, "
                 f"width={config.width}, height={config.height} are not valid: frame_stack and frame_interval "
                 "must be >= 1 and the image at least 8×8 pixels."
+            )
+        if config.cuda_graph:
+            raise ValueError(
+                "task.env cuda_graph=true is not valid for cartpole_rgb: its camera step cannot be captured "
+                "in a CUDA graph (the frame ring's head lives on the host). Valid choice: cuda_graph=false."
             )
         self.render_settings = render or RenderSettings()
         self.rasterizer = CartpoleRasterizer(

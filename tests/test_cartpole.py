@@ -110,3 +110,19 @@ def test_episode_statistics_read_back_later_hold_what_reading_every_step_would()
     restored.record(torch.ones(5), torch.ones(5, dtype=torch.bool), torch.ones(5, dtype=torch.long))  # pending, then dropped
     restored.load_state_dict(saved)
     assert restored.state_dict()["lengths"].tolist() == lengths_then[-20:]
+
+
+def test_the_cuda_graph_is_only_used_on_cuda() -> None:
+    """On the CPU the step runs eagerly, whatever task.env.cuda_graph says (tests/test_gpu.py
+    checks that replays equal eager steps on a GPU)."""
+    env = CartpoleEnv(num_envs=8, seed=0)
+    assert env.cfg.cuda_graph
+    for _ in range(3):
+        env.step(torch.zeros(8, 1))
+    assert env._graph is None
+
+
+def test_the_camera_task_refuses_a_cuda_graph() -> None:
+    with pytest.raises(TaskConfigError, match=r"cuda_graph=true is not valid for cartpole_rgb.*cuda_graph=false"):
+        make("cartpole_rgb", {"cuda_graph": True}, num_envs=2, seed=0, device="cpu")
+    assert make("cartpole_rgb", {"cuda_graph": False}, num_envs=2, seed=0, device="cpu").num_envs == 2

@@ -118,3 +118,53 @@ def test_pixels_with_fast_defaults_get_a_verdict_on_gpu(tmp_path: Path, trainer:
     assert result.returncode in (0, 1), result.stdout + result.stderr  # identical or located; recorded either way
     line = _record(trainer, False, tmp_path / "v", result.returncode, task="cartpole_rgb")
     assert line["flags"]["deterministic_algorithms"] is False and line["renderer"] == "default"
+
+
+# The cartpole step as a CUDA graph (task.env.cuda_graph, on by default on CUDA).
+def _assert_same_state(left: dict, right: dict) -> None:
+    for key in ("state", "episode_length", "generator"):
+        assert torch.equal(left[key].cpu(), right[key].cpu()), key
+    for key, value in left["statistics"].items():
+        assert torch.equal(value.cpu(), right["statistics"][key].cpu()), key
+
+
+def test_cuda_graph_step_equals_the_eager_step_across_a_checkpoint() -> None:
+    """Replays give the eager step's results bit for bit (resets and their random angles included),
+    hand out copies, and a checkpoint loaded into a captured env continues as the eager env does."""
+    from tasks.cartpole import CartpoleConfig, CartpoleEnv
+
+    num_envs, steps, saved_at = 4096, 400, 150
+    graphed = CartpoleEnv(num_envs, seed=7, device="cuda")
+    eager = CartpoleEnv(num_envs, seed=7, device="cuda", config=CartpoleConfig(cuda_graph=False))
+    pushes = torch.Generator().manual_seed(0)
+    actions = [(4 * torch.rand(num_envs, 1, generator=pushes) - 2).cuda() for _ in range(steps)]  # beyond ±1: clamped
+    first_obs = None
+    for step, action in enumerate(actions):
+        replayed, stepped = graphed.step(action), eager.step(action)
+        for field in ("obs", "reward", "terminated", "truncated", "final_obs"):
+            assert torch.equal(getattr(replayed, field), getattr(stepped, field)), (step, field)
+        if step == 1:
+            first_obs = (replayed.obs, replayed.obs.clone())
+        if step == saved_at:
+            checkpoint = graphed.state_dict()
+    assert graphed._graph is not None and eager._graph is None
+    assert first_obs is not None and torch.equal(*first_obs)  # later replays did not write into it
+    assert graphed.statistics.mean_return() == eager.statistics.mean_return()
+    final = eager.state_dict()
+    _assert_same_state(graphed.state_dict(), final)
+
+    fresh = CartpoleEnv(num_envs, seed=99, device="cuda")
+    for env in (graphed, fresh):  # an env already captured, and one that captures after loading
+        env.load_state_dict(checkpoint)
+        for action in actions[saved_at + 1 :]:
+            env.step(action)
+        _assert_same_state(env.state_dict(), final)
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_training_with_the_cuda_graph_step_equals_the_eager_step(tmp_path: Path, trainer: str) -> None:
+    size = (f"trainer={trainer}", "torch_deterministic=true", "device=cuda", "num_envs=4096", "max_iterations=4")
+    run_train(*size, f"run_dir={tmp_path / 'graph'}")
+    run_train(*size, f"run_dir={tmp_path / 'eager'}", "+task.env.cuda_graph=false")
+    graph = (tmp_path / "graph" / "fingerprints.jsonl").read_text()
+    assert graph and graph == (tmp_path / "eager" / "fingerprints.jsonl").read_text()
