@@ -3,7 +3,9 @@
 No policy, no library: fixed actions, the task's own ``step`` (physics, rewards, resets, and for
 ``cartpole_rgb`` the rasterizer and frame stack). Each size is warmed up, then timed in
 repetitions of at least ``--seconds`` each (CUDA synchronised around every timing); the median
-repetition is reported. Writes ``bench/results/env_throughput_<device>.json`` and ``.md``.
+repetition is reported. On CUDA ``cartpole`` is timed twice: its step replayed as a CUDA graph
+(the default) and run eagerly (``task.env.cuda_graph=false``), so the table shows what the graph
+saves. Writes ``bench/results/env_throughput_<device>.json`` and ``.md``.
 
     .venv/bin/python -m bench.env_throughput                     # CPU: 1, 256, 4096 envs
     python -m bench.env_throughput --device cuda                 # GPU: 1, 256, 4096, 16384 envs
@@ -30,6 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 TASKS = ("cartpole", "cartpole_rgb")
 SIZES = {"cpu": (1, 256, 4096), "cuda": (1, 256, 4096, 16384)}
+# (step label, task.env overrides) of each task per device kind
+STEPS: dict[tuple[str, str], tuple[tuple[str, dict[str, Any]], ...]] = {
+    ("cartpole", "cuda"): (("cuda graph", {}), ("eager", {"cuda_graph": False})),
+}
 WARMUP_STEPS = 20
 
 
@@ -73,12 +79,13 @@ def main() -> None:
     determinism.apply(cfg)
     rows = []
     for task in TASKS:
-        for num_envs in SIZES[kind]:
-            env = tasks.make(task, {}, num_envs, seed=0, device=args.device, render={})
-            rate = time_steps(env, args.device, args.seconds, args.repetitions)
-            rows.append({"task": task, "num_envs": num_envs, "env_steps_per_second": round(rate, 1)})
-            print(f"{task:13s} {num_envs:6d} envs: {rate:14,.0f} env-steps/s", flush=True)
-            del env
+        for step, params in STEPS.get((task, kind), (("eager", {}),)):
+            for num_envs in SIZES[kind]:
+                env = tasks.make(task, params, num_envs, seed=0, device=args.device, render={})
+                rate = time_steps(env, args.device, args.seconds, args.repetitions)
+                rows.append({"task": task, "step": step, "num_envs": num_envs, "env_steps_per_second": round(rate, 1)})
+                print(f"{task:13s} {step:10s} {num_envs:6d} envs: {rate:14,.0f} env-steps/s", flush=True)
+                del env
     result = {"machine": machine(args.device), "warmup_steps": WARMUP_STEPS, "repetitions": args.repetitions,
               "seconds_per_repetition": args.seconds, "results": rows}
     stem = args.out or RESULTS_DIR / f"env_throughput_{kind}"
@@ -94,9 +101,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"# Env alone: env-steps/s ({info['device']})", "",
         describe(info) + f"; median of {result['repetitions']} timings of >= {result['seconds_per_repetition']} s after "
         f"{result['warmup_steps']} warm-up steps; fixed actions, no policy.", "",
-        "| task | envs | env-steps/s |", "|---|---:|---:|",
+        "| task | step | envs | env-steps/s |", "|---|---|---:|---:|",
     ]
-    lines += [f"| {row['task']} | {row['num_envs']:,} | {row['env_steps_per_second']:,.0f} |" for row in result["results"]]
+    lines += [  # results from before the CUDA graph have no step: they ran eagerly
+        f"| {row['task']} | {row.get('step', 'eager')} | {row['num_envs']:,} | {row['env_steps_per_second']:,.0f} |"
+        for row in result["results"]
+    ]
     return "\n".join(lines) + "\n"
 
 

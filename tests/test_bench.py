@@ -97,3 +97,15 @@ def test_conv_wgrad_times_every_variant_and_each_locked_one_repeats(tmp_path: Pa
                                                 "matmul wgrad locked", "matmul wgrad locked, channels-last"]
     assert all(row["ms"] > 0 and row["repeatable"] for row in rows if "unlocked" not in row["variant"])
     assert "| 8 | matmul wgrad locked |" in (tmp_path / "conv.md").read_text()
+
+
+def test_env_throughput_table_names_the_step_and_reads_results_from_before_it() -> None:
+    from bench.env_throughput import markdown as env_markdown
+
+    info = {"device": "cuda", "date": "2026-12-02", "torch": "2.11", "gpu": "NVIDIA H200", "driver": "580", "cuda": "13.0"}
+    rows = [{"task": "cartpole", "step": "cuda graph", "num_envs": 4096, "env_steps_per_second": 19437385.0},
+            {"task": "cartpole_rgb", "num_envs": 1, "env_steps_per_second": 466.0}]  # no step: an older result
+    table = env_markdown({"machine": info, "warmup_steps": 20, "repetitions": 3, "seconds_per_repetition": 1.0,
+                          "results": rows})
+    assert "| cartpole | cuda graph | 4,096 | 19,437,385 |" in table
+    assert "| cartpole_rgb | eager | 1 | 466 |" in table
