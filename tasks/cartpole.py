@@ -135,9 +135,6 @@ class EpisodeStatistics:
 class CartpoleEnv:
     """``num_envs`` cart-poles stepped together; actions in [-1, 1] (clipped)."""
 
-    # whether the step can be captured in a CUDA graph (no host syncs, no host-side state)
-    graph_capturable = True
-
     def __init__(
         self, num_envs: int, seed: int, device: str | torch.device = "cpu",
         config: CartpoleConfig | None = None,
@@ -236,7 +233,7 @@ class CartpoleEnv:
         return StepResult(self.observations(), reward, terminated, truncated, final_obs), done, length
 
     def _graph_wanted(self) -> bool:
-        return self.cfg.cuda_graph and self.device.type == "cuda" and self.graph_capturable
+        return self.cfg.cuda_graph and self.device.type == "cuda"
 
     def _replay(self, actions: torch.Tensor) -> tuple[StepResult, torch.Tensor, torch.Tensor]:
         """The step as a CUDA graph: the first step runs eagerly (a warm-up, as capture needs),

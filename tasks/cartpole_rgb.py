@@ -54,8 +54,6 @@ class CartpoleRgbConfig(CartpoleConfig):
 class CartpoleRgbEnv(CartpoleEnv):
     """``num_envs`` cart-poles, observed as stacked camera frames."""
 
-    graph_capturable = False
-
     def __init__(
         self, num_envs: int, seed: int, device: str | torch.device = "cpu",
         config: CartpoleRgbConfig | None = None, render: RenderSettings | None = None,
