@@ -15,6 +15,7 @@ SKRL ``RunningStandardScaler``, SB3 ``normalize``: VecNormalize, as RL Zoo).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gymnasium
@@ -98,7 +99,17 @@ class GymTask:
 
     def render_frame(self) -> np.ndarray | None:
         """Sub-env 0's rgb_array frame (``task.env_kwargs.render_mode=rgb_array``), for play's GIF."""
-        frame = self.env.envs[0].render()
+        try:
+            frame = self.env.envs[0].render()
+        except Exception as error:  # noqa: BLE001 - MuJoCo's FatalError, PyOpenGL's errors: no GL here
+            reason = " ".join(str(error).split())[:200] or type(error).__name__
+            raise GymTaskError(
+                f"gif= cannot film task.id={self.env_id!r}: its frames need an OpenGL context and none could be "
+                f"made here (MUJOCO_GL={os.environ.get('MUJOCO_GL', '<unset>')}, "
+                f"DISPLAY={os.environ.get('DISPLAY', '<unset>')}: {type(error).__name__}: {reason}). On a machine "
+                "without a display use MUJOCO_GL=egl (the default seedlock picks there) or MUJOCO_GL=osmesa "
+                "(apt install libosmesa6), or run under xvfb-run; or leave out gif=."
+            ) from None
         return None if frame is None else np.asarray(frame)
 
     @property
@@ -117,6 +128,8 @@ def make_vector_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any]) -> g
     action spaces fail with the id, the reason and what is valid."""
     if not env_id:
         raise GymTaskError(f"task=gym needs task.id, the gymnasium id to train ({DEFAULT_ID_HINT}).")
+    if env_kwargs.get("render_mode") == "rgb_array":
+        choose_headless_gl()
     try:
         env = gymnasium.make_vec(
             env_id, num_envs=num_envs, vectorization_mode="sync",
@@ -142,6 +155,14 @@ def make_vector_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any]) -> g
             f"{DEFAULT_ID_HINT}."
         )
     return env
+
+
+def choose_headless_gl() -> None:
+    """MuJoCo draws frames through OpenGL and picks GLFW, which needs a display, unless told
+    otherwise; with no display and no choice made, EGL (a context without a window, what
+    dm_control and MuJoCo's docs use headless). Set before gymnasium imports mujoco, which reads it."""
+    if not os.environ.get("DISPLAY") and "MUJOCO_GL" not in os.environ and "PYOPENGL_PLATFORM" not in os.environ:
+        os.environ["MUJOCO_GL"] = "egl"
 
 
 def make(cfg: DictConfig, seed: int) -> GymTask:

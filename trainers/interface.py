@@ -11,8 +11,10 @@ An adapter module (``trainers/<library>.py``) exposes two functions:
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
 import re
 import tempfile
 from collections.abc import Callable, Mapping
@@ -146,10 +148,14 @@ def save_checkpoint(run: TrainingRun, iteration: int, library_state: dict[str, A
         "rng": capture_rng_state(),
         "task": run.env.state_dict(),
     }
+    # Serialised in memory first: torch.save into a file that hits a full disk fails with a bare
+    # RuntimeError from its zip writer, a plain write with OSError(ENOSPC), which names the cause.
+    serialised = io.BytesIO()
+    torch.save(payload, serialised)
     handle, tmp_name = tempfile.mkstemp(dir=run.checkpoint_dir, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as tmp:
-            torch.save(payload, tmp)
+            tmp.write(serialised.getbuffer())
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp_name, path)
@@ -211,15 +217,27 @@ def _load(path: Path) -> Any:
     # copies weights onto the device of the models they were built on.
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, not a torch file, or unsafe contents
-        reason = " ".join(str(error).split())[:300]
-        raise CheckpointError(f"checkpoint={str(path)!r} cannot be loaded safely: {reason}") from None
+    except pickle.UnpicklingError as error:  # a torch file holding more than tensors and plain data
+        reason = " ".join(str(error).split())[:200]
+        raise CheckpointError(
+            f"checkpoint={str(path)!r} holds objects other than tensors and plain data, which seedlock does not "
+            f"load (weights_only=True, so a checkpoint cannot run code): {reason}. Give a checkpoints/model_<N>.pt "
+            "that seedlock-train wrote, or its run dir."
+        ) from None
+    except Exception as error:  # not a torch.save file at all, or a truncated one
+        kind = "is empty" if path.stat().st_size == 0 else "is not a PyTorch checkpoint (torch.save's zip format) or is truncated"
+        raise CheckpointError(
+            f"checkpoint={str(path)!r} {kind} ({type(error).__name__}); give a checkpoints/model_<N>.pt that "
+            "seedlock-train wrote, or its run dir (its latest checkpoint is used)."
+        ) from None
 
 
 def _check_header(path: Path, payload: Any, task: str, trainer: str) -> dict[str, Any]:
     meta = payload.get("seedlock") if isinstance(payload, dict) else None
     if not meta:
         raise CheckpointError(f"checkpoint={str(path)!r} was not written by seedlock (no 'seedlock' header).")
+    if not isinstance(meta, dict) or not {"task", "trainer", "iteration", "seed"} <= set(meta):
+        raise CheckpointError(f"checkpoint={str(path)!r} has an incomplete 'seedlock' header; it was not written by seedlock-train.")
     if (meta["task"], meta["trainer"]) != (task, trainer):
         raise CheckpointError(
             f"checkpoint={str(path)!r} is from task={meta['task']} trainer={meta['trainer']}, "

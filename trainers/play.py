@@ -32,11 +32,13 @@ import determinism
 import tasks
 import trainers
 from trainers.interface import CheckpointError, TrainingRun, read_checkpoint_header, resolve_checkpoint
+from trainers.device_check import check_device
 from trainers.progress import ProgressBar, progress_enabled
+from trainers.run_config import ConfigError
 
 PLAY_KEYS = {"checkpoint": None, "episodes": 10, "gif": None, "out": None, "gif_frames": 300, "progress": "auto"}
 EXIT_BAD_INPUT = 2
-USER_ERRORS = (CheckpointError, determinism.SeedError, determinism.DeterminismError, tasks.TaskConfigError)
+USER_ERRORS = (CheckpointError, ConfigError, determinism.SeedError, determinism.DeterminismError, tasks.TaskConfigError)
 
 
 class PlayInputError(ValueError):
@@ -138,6 +140,7 @@ def prepared_run(
     checkpoint = resolve_checkpoint(checkpoint_arg)
     cfg = run_config(checkpoint, num_envs, overrides, filming)
     read_checkpoint_header(checkpoint, str(cfg.task.name), str(cfg.trainer.name))
+    check_device(str(cfg.device))
     manifest = determinism.apply(cfg)  # first, as for training
     env = tasks.make_for_run(cfg, manifest.seed)
     try:

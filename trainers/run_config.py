@@ -117,9 +117,12 @@ def validate(cfg: DictConfig) -> None:
         )
     if str(cfg.progress).lower() not in ("auto", "true", "false"):
         raise ConfigError(f"progress={cfg.progress!r} is not valid: choose auto (a bar on an interactive terminal), true or false.")
-    device = str(cfg.device)
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ConfigError(f"device={device!r} is not valid: choose cpu, cuda or cuda:<index>.")
+    # Here, not at import: both modules raise this module's ConfigError.
+    from trainers.agent_config import check_agent_config
+    from trainers.device_check import check_device
+
+    check_device(str(cfg.device))
+    check_agent_config(str(cfg.trainer.name), cfg.agent)
     if cfg.determinism.conv_weight_grad not in CONV_WEIGHT_GRADS:
         raise ConfigError(
             f"determinism.conv_weight_grad={cfg.determinism.conv_weight_grad!r} is not valid: choose "

@@ -23,10 +23,13 @@ import trainers
 from trainers import distributed
 from determinism import FingerprintWriter
 from determinism.manifest import config_sha256
+from trainers.agent_config import construction_error
 from trainers.interface import CheckpointError, TrainingRun, TrainSummary, read_checkpoint_header, resolve_checkpoint
 from trainers.distributed import Ranks
+from trainers.hydra_errors import run_hydra_program
 from trainers.progress import ProgressBar, progress_enabled
 from trainers.run_config import ConfigError, register, validate
+from trainers.run_dir import RunDirClaim, claim, disk_error, is_disk_error
 from trainers.sweep import in_sweep, run_sweep_job
 
 register()
@@ -39,16 +42,16 @@ USER_ERRORS = (
     tasks.TaskConfigError,
     CheckpointError,
 )
-RUN_ARTIFACTS = ("manifest.json", "fingerprints.jsonl", "config.yaml", "checkpoints")
 RUN_SUMMARY_FILE = "summary.json"  # written when training ends
 
 
-class RunDirError(ConfigError):
-    """The run dir already holds a run."""
+def main() -> None:
+    """``seedlock-train``: a bad override is one paragraph and exit 2, as every other bad input."""
+    run_hydra_program("seedlock-train", hydra_main)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     if in_sweep():  # a failed job is recorded; the sweep goes on (trainers/sweep.py)
         run_sweep_job(run_training, cfg, USER_ERRORS)
         return
@@ -56,7 +59,6 @@ def main(cfg: DictConfig) -> None:
         run_training(cfg)
     except USER_ERRORS as error:
         print(f"seedlock-train: error: {error}", file=sys.stderr)
-        remove_if_empty(current_run_dir(cfg))  # Hydra made it before the job ran
         sys.exit(2)
 
 
@@ -76,11 +78,51 @@ def run_training(cfg: DictConfig) -> TrainSummary:
 
 
 def run_rank(cfg: DictConfig, ranks: Ranks) -> TrainSummary:
-    hydra_dir = current_run_dir(cfg)
-    # Every rank's Hydra named a dir by its own clock: rank 0's is the run's.
-    run_dir = distributed.agree(ranks, lambda: checked_run_dir(hydra_dir))
-    if run_dir != hydra_dir:
-        remove_if_empty(hydra_dir)
+    """Claim the run dir (rank 0), run, and leave no half-written run dir behind: a run that
+    fails before its first iteration is fingerprinted removes what it wrote."""
+    claims: list[RunDirClaim] = []
+
+    def claim_run_dir() -> Path:
+        claims.append(claim(current_run_dir(cfg)))
+        return claims[0].path
+
+    # Every rank named a dir by its own clock: rank 0's is the run's, and only rank 0 claims it.
+    run_dir = distributed.agree(ranks, claim_run_dir)
+    run_claim = claims[0] if claims else None
+    try:
+        summary = train_in(run_dir, cfg, ranks)
+    except BaseException as error:
+        if run_claim is not None:
+            run_claim.release(keep=training_started(run_dir))
+        if is_disk_error(error):
+            raise disk_error(run_dir, error, note=what_is_kept(run_dir)) from None  # type: ignore[arg-type]
+        raise
+    if run_claim is not None:
+        run_claim.release(keep=True)
+    return summary
+
+
+def training_started(run_dir: Path) -> bool:
+    """A fingerprinted iteration (or more) is in the run dir: from then on it is kept, whatever
+    ends the run, so that it can be continued with checkpoint=<run_dir>."""
+    fingerprints = run_dir / "fingerprints.jsonl"
+    return fingerprints.is_file() and fingerprints.stat().st_size > 0
+
+
+def what_is_kept(run_dir: Path) -> str:
+    if not training_started(run_dir):
+        return ""
+    try:
+        latest = resolve_checkpoint(run_dir)
+    except CheckpointError:
+        return "The iterations fingerprinted so far are kept there; no checkpoint was complete."
+    return (
+        f"The run so far is kept there, and its latest complete checkpoint, {latest}, is intact: "
+        f"free space, then continue with checkpoint={run_dir} and a new run_dir."
+    )
+
+
+def train_in(run_dir: Path, cfg: DictConfig, ranks: Ranks) -> TrainSummary:
     if cfg.checkpoint:
         continue_from_checkpoint(cfg)
     run_seed = distributed.agree(ranks, lambda: determinism.resolve_seed_of(cfg))
@@ -88,6 +130,8 @@ def run_rank(cfg: DictConfig, ranks: Ranks) -> TrainSummary:
     warn_unlocked_renderer(cfg)
     if manifest.seed_source == "random" and ranks.is_main:
         print(f"seedlock: seed={cfg.seed} drew seed {run_seed.value}; repeat this run with seed={run_seed.value}")
+    if ranks.is_main:
+        print_start(cfg, run_seed.value, run_dir)
     cfg.seed = run_seed.value  # config.yaml records the seed the run used
     cfg.run_dir = str(run_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -113,7 +157,14 @@ def run_rank(cfg: DictConfig, ranks: Ranks) -> TrainSummary:
         FingerprintWriter(files_dir, snapshots=cfg.fingerprints.snapshots) as fingerprints,
         ProgressBar("training", cfg.max_iterations, show_bar) as bar,
     ):
-        summary = adapter.train(TrainingRun(env, cfg, run_dir, manifest.seed, fingerprints, ranks, bar))
+        try:
+            summary = adapter.train(TrainingRun(env, cfg, run_dir, manifest.seed, fingerprints, ranks, bar))
+        except (ValueError, TypeError) as error:
+            # Raised before the first iteration, by the library building its agent from the
+            # agent config: the user's input, said with the agent keys they set.
+            if isinstance(error, USER_ERRORS) or fingerprints.written or not agent_overrides():
+                raise
+            raise construction_error(str(cfg.trainer.name), error, agent_overrides()) from None
     seconds = time.perf_counter() - start
     if ranks.is_main:
         write_run_summary(run_dir, summary, seconds, fingerprints.written)
@@ -127,9 +178,21 @@ def run_rank(cfg: DictConfig, ranks: Ranks) -> TrainSummary:
     return summary
 
 
-def checked_run_dir(run_dir: Path) -> Path:
-    refuse_existing_run(run_dir)
-    return run_dir
+def agent_overrides() -> list[str]:
+    """The ``agent.`` overrides of the command line (``+agent.x=`` and ``agent.x=``)."""
+    if not HydraConfig.initialized():
+        return []
+    return [item for item in HydraConfig.get().overrides.task if item.lstrip("+~").startswith("agent.")]
+
+
+def print_start(cfg: DictConfig, seed: int, run_dir: Path) -> None:
+    """What the run is, before anything slow: the task, library, envs, device, seed and run dir."""
+    lock = "torch_deterministic=true" if cfg.torch_deterministic else "torch_deterministic=false"
+    print(
+        f"seedlock: training task={cfg.task.name} with trainer={cfg.trainer.name}: {cfg.num_envs} envs on "
+        f"{cfg.device}, seed {seed}, {cfg.max_iterations} iterations, {lock}"
+    )
+    print(f"seedlock: writing the run to {run_dir}")
 
 
 def rendering_applied(cfg: DictConfig, env: Any) -> dict[str, Any]:
@@ -175,27 +238,11 @@ def continue_from_checkpoint(cfg: DictConfig) -> None:
 
 
 def current_run_dir(cfg: DictConfig) -> Path:
-    """Hydra's output dir for this job (a multirun job's own subdir), else the configured one."""
-    if HydraConfig.initialized():
+    """A sweep job's own dir (Hydra's job subdir), else ``run_dir``: seedlock creates and claims
+    it (trainers/run_dir.py), Hydra does not (``hydra.run.dir`` is the working dir)."""
+    if in_sweep():
         return Path(HydraConfig.get().runtime.output_dir)
     return Path(cfg.run_dir)
-
-
-def remove_if_empty(run_dir: Path) -> None:
-    try:
-        run_dir.rmdir()  # only ever succeeds on an empty directory
-    except OSError:
-        pass
-
-
-def refuse_existing_run(run_dir: Path) -> None:
-    existing = [name for name in RUN_ARTIFACTS if (run_dir / name).exists()]
-    if existing:
-        raise RunDirError(
-            f"run_dir={str(run_dir)!r} already holds a run ({', '.join(existing)}); seedlock never "
-            "overwrites a run. Choose another run_dir, leave run_dir unset for a fresh one, or "
-            "continue that run with checkpoint=<run_dir>/checkpoints/model_<N>.pt and a new run_dir."
-        )
 
 
 def run_info(run_dir: Path) -> dict[str, Any]:
