@@ -25,13 +25,17 @@ install: $(STAMP)
 train: install
 	$(VENV)/bin/seedlock-train $(ARGS)
 
-## Fast tests (CI runs this).
-test: install
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+# Two pytest-xdist workers (one per core here); a library's tests share a worker (--dist loadgroup),
+# so the runs they read (tests/conftest.py: trained_runs) are trained once.
+XDIST ?= -n 2 --dist loadgroup
 
-## Every test, the slow training runs included.
+## Fast tests (CI runs this): every feature's contract at small sizes, about 4 minutes on 2 cores.
+test: install
+	$(PY) -m pytest -q $(XDIST) $(PYTEST_ARGS)
+
+## Every test: also full-length training, every library for each launcher, gym task and torchrun.
 test-all: install
-	$(PY) -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(XDIST) -m "slow or not slow" $(PYTEST_ARGS)
 
 ## CUDA determinism for every library (device=cuda); skipped cleanly without an NVIDIA GPU.
 ## Results, with the GPU's name and the date: bench/results/gpu_determinism.jsonl

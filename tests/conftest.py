@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from tests.support import TrainedRuns
+
 
 @pytest.fixture
 def restore_torch_state() -> Iterator[None]:
@@ -38,3 +40,9 @@ def restore_torch_state() -> Iterator[None]:
     torch.utils.deterministic.fill_uninitialized_memory = saved[10]  # type: ignore[attr-defined]
     os.environ.clear()
     os.environ.update(saved_env)
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory: pytest.TempPathFactory) -> TrainedRuns:
+    """Training runs shared by the session's tests (tests/support.py: TrainedRuns)."""
+    return TrainedRuns(tmp_path_factory.mktemp("trained_runs"))

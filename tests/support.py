@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
@@ -19,6 +20,11 @@ from trainers.run_config import register
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # Every library with a conf/trainer/<name>.yaml; end-to-end tests run for each.
 TRAINERS = sorted(path.stem for path in (CONF_DIR / "trainer").glob("*.yaml"))
+# The same, each in its own pytest-xdist group: a library's tests share one worker, and so the
+# session's runs of that library (tests/conftest.py: trained_runs) are trained once.
+TRAINER_PARAMS = [pytest.param(trainer, marks=pytest.mark.xdist_group(trainer)) for trainer in TRAINERS]
+
+
 def _command(script: str, module: str) -> list[str]:
     """The console script beside this Python, or ``python -m`` where the project is on the path
     without being installed (the GPU machine)."""
@@ -35,11 +41,13 @@ SEEDLOCK_EXPORT = _command("seedlock-export", "trainers.export")
 SMALL = ("num_envs=64", "max_iterations=3")
 
 
-def run_train(*overrides: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_train(
+    *overrides: str, check: bool = True, timeout: float = 600, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``seedlock-train`` in its own process, as a user would; killed after ``timeout`` seconds."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(
-        [*SEEDLOCK_TRAIN, *overrides], capture_output=True, text=True, env=env, timeout=timeout
+        [*SEEDLOCK_TRAIN, *overrides], capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd
     )
     if check and result.returncode != 0:
         raise AssertionError(f"seedlock-train {' '.join(overrides)} failed:\n{result.stdout}\n{result.stderr}")
@@ -90,3 +98,31 @@ def in_process_run(run_dir: Path, *overrides: str, fingerprints: FingerprintWrit
     cfg.seed = manifest.seed
     env = tasks.make_for_run(cfg, manifest.seed)
     return TrainingRun(env, cfg, run_dir, manifest.seed, fingerprints or FingerprintWriter(run_dir))
+
+
+# The session's shared run of each library: five iterations, checkpoints after 0, 2 and 4. One CPU
+# thread keeps SB3's many small minibatch steps quick; every run compared with it uses it too.
+BASE_RUN = ("num_envs=64", "max_iterations=5", "trainer.checkpoint_interval=2", "determinism.num_threads=1", "seed=3")
+
+
+class TrainedRuns:
+    """Runs trained once per test session (per xdist worker) and read by many tests: the base
+    run of each library, its repeat, and whatever else tests ask for by name. Tests only read
+    them; a test that writes copies first."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.results: dict[str, subprocess.CompletedProcess[str]] = {}
+
+    def get(self, name: str, *overrides: str) -> Path:
+        run_dir = self.root / name
+        if name not in self.results:
+            self.results[name] = run_train(*overrides, f"run_dir={run_dir}")
+        return run_dir
+
+    def base(self, trainer: str, name: str = "base", *extra: str) -> Path:
+        """``trainer``'s run of ``BASE_RUN`` (``name`` another process of it, ``extra`` changes)."""
+        return self.get(f"{trainer}-{name}", f"trainer={trainer}", *BASE_RUN, *extra)
+
+    def output(self, run_dir: Path) -> subprocess.CompletedProcess[str]:
+        return self.results[run_dir.name]

@@ -28,7 +28,10 @@ def fingerprints(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("trainer", DISTRIBUTED_TRAINERS)
+# rsl_rl in make test; rl_games and skrl (~20 s each) in make test-all.
+@pytest.mark.parametrize(
+    "trainer", [t if t == "rsl_rl" else pytest.param(t, marks=pytest.mark.slow) for t in DISTRIBUTED_TRAINERS]
+)
 def test_two_process_gloo_run_reproduces_itself(tmp_path: Path, trainer: str) -> None:
     for name in ("a", "b"):
         run_torchrun("distributed=true", f"trainer={trainer}", "seed=7", *SIZE, f"run_dir={tmp_path / name}")
@@ -53,6 +56,7 @@ def test_two_process_gloo_run_reproduces_itself(tmp_path: Path, trainer: str) ->
     assert [line["mean_return"] for line in rank0] != [line["mean_return"] for line in rank1]
 
 
+@pytest.mark.slow  # make test-all
 def test_a_random_seed_is_drawn_once_for_all_ranks(tmp_path: Path) -> None:
     run_torchrun("distributed=true", "seed=-1", "num_envs=16", "max_iterations=1", f"run_dir={tmp_path}")
     manifests = [json.loads((tmp_path / d / "manifest.json").read_text()) for d in (".", "ranks/1")]

@@ -10,7 +10,7 @@ import onnxruntime
 import pytest
 import torch
 
-from tests.support import SEEDLOCK_EXPORT, SMALL, TRAINERS, run_train
+from tests.support import SEEDLOCK_EXPORT, TRAINER_PARAMS, TrainedRuns
 from trainers.export import observation_batch
 from trainers.play import prepared_run
 
@@ -21,10 +21,9 @@ def run_export(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.usefixtures("restore_torch_state")
-@pytest.mark.parametrize("trainer", TRAINERS)
-def test_exported_policies_give_the_live_policys_actions(tmp_path: Path, trainer: str) -> None:
-    run_dir, out = tmp_path / "run", tmp_path / "exported"
-    run_train(f"trainer={trainer}", *SMALL, f"run_dir={run_dir}")
+@pytest.mark.parametrize("trainer", TRAINER_PARAMS)
+def test_exported_policies_give_the_live_policys_actions(trained_runs: TrainedRuns, tmp_path: Path, trainer: str) -> None:
+    run_dir, out = trained_runs.base(trainer), tmp_path / "exported"
     exported = run_export(f"checkpoint={run_dir}", f"out={out}")
     assert exported.returncode == 0, exported.stderr
     assert "max |exported - live| action" in exported.stdout
@@ -44,8 +43,8 @@ def test_exported_policies_give_the_live_policys_actions(tmp_path: Path, trainer
     assert not torch.equal(expected, expected[:1].expand_as(expected))  # the batch is not one observation
 
 
-def test_export_never_replaces_an_existing_directory(tmp_path: Path) -> None:
-    run_train(*SMALL, f"run_dir={tmp_path / 'run'}")
+@pytest.mark.xdist_group("rsl_rl")
+def test_export_never_replaces_an_existing_directory(trained_runs: TrainedRuns, tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
-    exported = run_export(f"checkpoint={tmp_path / 'run'}", f"out={tmp_path / 'out'}")
+    exported = run_export(f"checkpoint={trained_runs.base('rsl_rl')}", f"out={tmp_path / 'out'}")
     assert exported.returncode == 2 and "already exists" in exported.stderr and "Traceback" not in exported.stderr

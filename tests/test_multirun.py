@@ -59,6 +59,7 @@ def check_completed_sweep(sweep_dir: Path, trainers: tuple[str, ...], seeds: tup
     assert (summary["jobs"], summary["failed"]) == (len(dirs), 0)
 
 
+@pytest.mark.slow  # make test-all: both parallel launchers (~45 s)
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_sweep_on_a_parallel_launcher_gives_every_job_its_run_dir(tmp_path: Path, launcher: str) -> None:
     sweep_dir = tmp_path / "sweep"

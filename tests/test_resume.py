@@ -4,6 +4,7 @@ checkpoint survives a kill in the middle of writing the next one."""
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -15,74 +16,67 @@ import pytest
 import torch
 
 from determinism import read_fingerprints
-from tests.support import TRAINERS, run_train
+from tests.support import BASE_RUN, SEEDLOCK_TRAIN, TRAINER_PARAMS, TrainedRuns, run_train
 from trainers.interface import CHECKPOINT_FORMAT
 
-# Five iterations, checkpoints at 0, 2 and 4; the continued run starts after iteration 2.
-# One CPU thread keeps SB3's many small minibatch steps quick; both runs use it.
-RESUME_SIZE = ("num_envs=64", "max_iterations=5", "trainer.checkpoint_interval=2", "determinism.num_threads=1")
-
-
-@pytest.mark.parametrize("trainer", TRAINERS)
-def test_resumed_run_equals_the_uninterrupted_run(tmp_path: Path, trainer: str) -> None:
-    run_train(f"trainer={trainer}", *RESUME_SIZE, f"run_dir={tmp_path / 'whole'}")
+@pytest.mark.parametrize("trainer", TRAINER_PARAMS)
+def test_resumed_run_equals_the_uninterrupted_run(trained_runs: TrainedRuns, trainer: str, tmp_path: Path) -> None:
+    whole_dir = trained_runs.base(trainer)
     result = run_train(
-        f"trainer={trainer}", *RESUME_SIZE, f"run_dir={tmp_path / 'resumed'}",
-        f"checkpoint={tmp_path / 'whole' / 'checkpoints' / 'model_2.pt'}",
+        f"trainer={trainer}", *BASE_RUN, f"run_dir={tmp_path / 'resumed'}",
+        f"checkpoint={whole_dir / 'checkpoints' / 'model_2.pt'}",
     )
     assert "differs" not in result.stdout  # same config: no note about a different run
-    whole = (tmp_path / "whole" / "fingerprints.jsonl").read_text().splitlines(keepends=True)
+    whole = (whole_dir / "fingerprints.jsonl").read_text().splitlines(keepends=True)
     resumed = (tmp_path / "resumed" / "fingerprints.jsonl").read_text().splitlines(keepends=True)
     assert [json.loads(line)["iteration"] for line in resumed] == [3, 4]
     assert resumed == whole[3:]  # every field, bit for bit: parameters, optimizer, metrics, losses
+    for output in (result, trained_runs.output(whole_dir)):  # no library warnings, no progress bar in a pipe
+        assert "it/s" not in output.stdout + output.stderr and "env-steps/s" not in output.stderr
 
 
-def test_checkpoint_holds_every_rng_and_the_task_state_and_loads_weights_only(tmp_path: Path) -> None:
-    run_train(*RESUME_SIZE, "max_iterations=1", f"run_dir={tmp_path}")
-    payload = torch.load(tmp_path / "checkpoints" / "model_0.pt", weights_only=True)
+def test_checkpoint_holds_every_rng_and_the_task_state_and_loads_weights_only(trained_runs: TrainedRuns) -> None:
+    payload = torch.load(trained_runs.base("rsl_rl") / "checkpoints" / "model_0.pt", weights_only=True)
     assert payload["seedlock"]["format"] == CHECKPOINT_FORMAT and payload["seedlock"]["iteration"] == 0
     assert set(payload["rng"]) == {"python", "numpy", "torch", "cuda"}
     assert set(payload["task"]) == {"state", "episode_length", "generator", "statistics"}
     assert json.loads(payload["seedlock"]["config"])["num_envs"] == 64
 
 
-def test_a_run_dir_as_checkpoint_continues_from_its_latest_checkpoint(tmp_path: Path) -> None:
-    run_train(*RESUME_SIZE, "max_iterations=3", f"run_dir={tmp_path / 'first'}")
-    result = run_train(*RESUME_SIZE, f"run_dir={tmp_path / 'second'}", f"checkpoint={tmp_path / 'first'}")
-    assert f"continuing from {tmp_path / 'first' / 'checkpoints' / 'model_2.pt'}" in result.stdout
-    assert [line["iteration"] for line in read_fingerprints(tmp_path / "second" / "fingerprints.jsonl")] == [3, 4]
-
-
-def test_seed_minus_one_continues_with_the_checkpointed_seed(tmp_path: Path) -> None:
-    run_train(*RESUME_SIZE, "seed=-1", f"run_dir={tmp_path / 'whole'}")
-    seed = json.loads((tmp_path / "whole" / "manifest.json").read_text())["seed"]
-    result = run_train(*RESUME_SIZE, "seed=-1", f"run_dir={tmp_path / 'resumed'}",
-                       f"checkpoint={tmp_path / 'whole' / 'checkpoints' / 'model_2.pt'}")
-    assert f"continues the checkpointed run's seed {seed}" in result.stdout
-    whole = (tmp_path / "whole" / "fingerprints.jsonl").read_text().splitlines(keepends=True)
-    assert (tmp_path / "resumed" / "fingerprints.jsonl").read_text().splitlines(keepends=True) == whole[3:]
-
-
-def test_a_changed_config_is_named_when_continuing(tmp_path: Path) -> None:
-    run_train(*RESUME_SIZE, "max_iterations=1", f"run_dir={tmp_path / 'first'}")
-    result = run_train(*RESUME_SIZE, "max_iterations=2", "agent.algorithm.learning_rate=0.01",
-                       f"run_dir={tmp_path / 'second'}", f"checkpoint={tmp_path / 'first'}")
+def test_a_run_dir_continues_from_its_latest_checkpoint_and_a_changed_config_is_named(
+    trained_runs: TrainedRuns, tmp_path: Path
+) -> None:
+    first = trained_runs.base("rsl_rl")
+    result = run_train(*BASE_RUN, "max_iterations=6", "agent.algorithm.learning_rate=0.01",
+                       f"run_dir={tmp_path / 'second'}", f"checkpoint={first}")
+    assert f"continuing from {first / 'checkpoints' / 'model_4.pt'}" in result.stdout
+    assert [line["iteration"] for line in read_fingerprints(tmp_path / "second" / "fingerprints.jsonl")] == [5]
     assert "agent.algorithm.learning_rate: 0.001 -> 0.01" in result.stdout
     assert "not be the same run" in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("checkpoint", "message"),
-    [("missing.pt", "does not exist"), ("empty_dir", "no model_<N>.pt checkpoints"), ("garbage.pt", "cannot be loaded")],
-)
-def test_unusable_checkpoints_are_one_paragraph_errors(tmp_path: Path, checkpoint: str, message: str) -> None:
-    (tmp_path / "empty_dir").mkdir()
-    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
-    result = run_train(*RESUME_SIZE, f"run_dir={tmp_path / 'run'}", f"checkpoint={tmp_path / checkpoint}", check=False)
-    assert result.returncode == 2
-    assert f"checkpoint='{tmp_path / checkpoint}'" in result.stderr and message in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "run").exists()
+@pytest.mark.xdist_group("rsl_rl")
+def test_a_run_killed_at_a_random_moment_and_continued_is_the_uninterrupted_run(
+    trained_runs: TrainedRuns, tmp_path: Path
+) -> None:
+    """kill -9 once the first checkpoint exists, a random moment of the iterations after it; then
+    checkpoint=<the killed run dir> finishes it into a new run dir, as the same run."""
+    whole = trained_runs.base("rsl_rl")
+    killed = tmp_path / "killed"
+    command = [*SEEDLOCK_TRAIN, "trainer=rsl_rl", *BASE_RUN, f"run_dir={killed}"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoints" / "model_0.pt").exists():
+        assert time.monotonic() < deadline and process.poll() is None, "the run never wrote its first checkpoint"
+        time.sleep(0.005)
+    time.sleep(random.uniform(0.0, 0.5))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    continued = tmp_path / "continued"
+    result = run_train("trainer=rsl_rl", *BASE_RUN, f"run_dir={continued}", f"checkpoint={killed}")
+    start = int(result.stdout.split("after iteration ")[1].split(")")[0]) + 1
+    lines = (whole / "fingerprints.jsonl").read_text().splitlines(keepends=True)
+    assert (continued / "fingerprints.jsonl").read_text().splitlines(keepends=True) == lines[start:]
 
 
 KILLED_WRITER = textwrap.dedent(

@@ -121,6 +121,7 @@ def test_checkpoint_restores_epoch_and_adaptive_learning_rate(tmp_path: Path) ->
     assert agent.optimizer.param_groups[0]["lr"] == payload["library"]["last_lr"]
 
 
+@pytest.mark.slow  # make test-all; make test proves continuing with test_resume's run of every library
 def test_checkpoint_continues_the_run_to_max_iterations(tmp_path: Path) -> None:
     run_train("trainer=rl_games", *SMALL, f"run_dir={tmp_path / 'first'}", "trainer.checkpoint_interval=1")
     checkpoint = tmp_path / "first" / "checkpoints" / "model_1.pt"

@@ -31,6 +31,7 @@ def test_load_policy_acts_like_the_trained_actor(tmp_path: Path) -> None:
     assert torch.allclose(policy(obs), expected, atol=1e-6)
 
 
+@pytest.mark.slow  # make test-all; make test proves continuing with test_resume's run of every library
 def test_checkpoint_continues_the_run_to_max_iterations(tmp_path: Path) -> None:
     run_train(*SMALL, f"run_dir={tmp_path / 'first'}", "trainer.checkpoint_interval=1")
     checkpoint = tmp_path / "first" / "checkpoints" / "model_1.pt"

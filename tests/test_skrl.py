@@ -33,6 +33,7 @@ def test_skrl_gets_the_run_seed_and_keeps_the_torch_flags(tmp_path: Path) -> Non
     assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic) == flags
 
 
+@pytest.mark.slow  # make test-all; make test: test_reproducibility's drawn seed (rsl_rl)
 def test_a_drawn_seed_repeats_the_run(tmp_path: Path) -> None:
     run_train(*SKRL, f"run_dir={tmp_path / 'drawn'}", "seed=-1")
     seed = json.loads((tmp_path / "drawn" / "manifest.json").read_text())["seed"]
@@ -114,6 +115,7 @@ def test_checkpoint_loads_back_and_load_policy_acts_like_the_trained_agent(
     assert torch.equal(policy(obs), policy(obs))  # the mean action, not a sample
 
 
+@pytest.mark.slow  # make test-all; make test proves continuing with test_resume's run of every library
 def test_checkpoint_continues_the_run_to_max_iterations(tmp_path: Path) -> None:
     first = run_train(*SKRL, f"run_dir={tmp_path / 'first'}", "trainer.checkpoint_interval=1")
     assert sorted(path.name for path in (tmp_path / "first" / "checkpoints").iterdir()) == [

@@ -17,6 +17,7 @@ import os
 import pickle
 import re
 import tempfile
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,6 +216,12 @@ def read_checkpoint_header(path: Path, task: str, trainer: str) -> dict[str, Any
 def _load(path: Path) -> Any:
     # On the CPU: the RNG and generator states must stay there; the libraries' load_state_dict
     # copies weights onto the device of the models they were built on.
+    if not zipfile.is_zipfile(path):  # torch.save's format; torch.load's own error would blame weights_only
+        kind = "is empty" if path.stat().st_size == 0 else "is not a PyTorch checkpoint (torch.save's zip format)"
+        raise CheckpointError(
+            f"checkpoint={str(path)!r} {kind}; give a checkpoints/model_<N>.pt that seedlock-train wrote, or its "
+            "run dir (its latest checkpoint is used)."
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:  # a torch file holding more than tensors and plain data
@@ -224,11 +231,10 @@ def _load(path: Path) -> Any:
             f"load (weights_only=True, so a checkpoint cannot run code): {reason}. Give a checkpoints/model_<N>.pt "
             "that seedlock-train wrote, or its run dir."
         ) from None
-    except Exception as error:  # not a torch.save file at all, or a truncated one
-        kind = "is empty" if path.stat().st_size == 0 else "is not a PyTorch checkpoint (torch.save's zip format) or is truncated"
+    except Exception as error:  # a damaged or truncated zip
         raise CheckpointError(
-            f"checkpoint={str(path)!r} {kind} ({type(error).__name__}); give a checkpoints/model_<N>.pt that "
-            "seedlock-train wrote, or its run dir (its latest checkpoint is used)."
+            f"checkpoint={str(path)!r} is damaged or truncated ({type(error).__name__}); give a "
+            "checkpoints/model_<N>.pt that seedlock-train wrote, or its run dir (its latest checkpoint is used)."
         ) from None
 
 

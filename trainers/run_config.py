@@ -115,6 +115,11 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.checkpoint_interval={cfg.trainer.checkpoint_interval} is not valid: it must be >= 1."
         )
+    if cfg.determinism.num_threads is not None and cfg.determinism.num_threads < 1:
+        raise ConfigError(
+            f"determinism.num_threads={cfg.determinism.num_threads} is not valid: give an integer >= 1, or null "
+            "to leave torch's thread count as it is."
+        )
     if str(cfg.progress).lower() not in ("auto", "true", "false"):
         raise ConfigError(f"progress={cfg.progress!r} is not valid: choose auto (a bar on an interactive terminal), true or false.")
     # Here, not at import: both modules raise this module's ConfigError.
