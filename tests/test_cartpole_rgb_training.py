@@ -10,29 +10,35 @@ from pathlib import Path
 import pytest
 
 from determinism import read_fingerprints
-from tests.support import TRAINERS, compose_config, run_train
+from tests.support import TRAINERS, TrainedRuns, compose_config, run_train
 
 PIXELS = ("task=cartpole_rgb", "num_envs=16", "max_iterations=2")
 
 
-@pytest.mark.parametrize("trainer", TRAINERS)
-def test_two_processes_on_pixels_identical_fingerprints(tmp_path: Path, trainer: str) -> None:
-    for name in ("a", "b"):
-        run_train(f"trainer={trainer}", *PIXELS, "seed=5", f"run_dir={tmp_path / name}")
-    files = [tmp_path / name / "fingerprints.jsonl" for name in ("a", "b")]
+# rsl_rl and skrl in make test; rl_games' and SB3's CNNs in make test-all (~25 s each on 2 cores).
+@pytest.mark.parametrize(
+    "trainer",
+    [pytest.param(t, marks=[pytest.mark.xdist_group(t)] + ([] if t in ("rsl_rl", "skrl") else [pytest.mark.slow]))
+     for t in TRAINERS],
+)
+def test_two_processes_on_pixels_identical_fingerprints(trained_runs: TrainedRuns, trainer: str) -> None:
+    files = [pixel_run(trained_runs, trainer, name) / "fingerprints.jsonl" for name in ("a", "b")]
     assert files[0].read_bytes() == files[1].read_bytes()
     assert [line["iteration"] for line in read_fingerprints(files[0])] == [0, 1]
 
 
-def test_manifest_records_the_renderer_settings_applied(tmp_path: Path) -> None:
-    run_train(*PIXELS, "renderer=deterministic", f"run_dir={tmp_path / 'pixels'}")
-    renderer = json.loads((tmp_path / "pixels" / "manifest.json").read_text())["renderer"]
+def pixel_run(trained_runs: TrainedRuns, trainer: str, name: str) -> Path:
+    return trained_runs.get(f"pixels-{trainer}-{name}", f"trainer={trainer}", *PIXELS, "seed=5", "renderer=deterministic")
+
+
+@pytest.mark.xdist_group("rsl_rl")
+def test_manifest_records_the_renderer_settings_applied(trained_runs: TrainedRuns) -> None:
+    renderer = json.loads((pixel_run(trained_runs, "rsl_rl", "a") / "manifest.json").read_text())["renderer"]
     assert renderer == {
         "name": "deterministic",
         "embedded": {"supersampling": 2, "precision": "float32", "channels_last": False},
     }
-    run_train("task=cartpole", "num_envs=16", "max_iterations=1", f"run_dir={tmp_path / 'state'}")
-    state = json.loads((tmp_path / "state" / "manifest.json").read_text())["renderer"]
+    state = json.loads((trained_runs.base("rsl_rl") / "manifest.json").read_text())["renderer"]
     assert state["name"] == "default" and "embedded" not in state and "kit" not in state
 
 

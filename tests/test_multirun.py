@@ -94,14 +94,15 @@ def test_a_failing_job_is_reported_and_the_other_jobs_keep_their_results(tmp_pat
 
 def test_a_job_that_crashes_inside_the_library_keeps_its_traceback(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
-    # A negative learning rate composes (it is a float) and fails inside torch.optim, in a joblib worker.
+    # A negative layer width composes (a list of ints) and fails inside torch.nn.Linear with a
+    # RuntimeError, a fault rather than a value seedlock checks, in a joblib worker.
     result = run_train(
-        "-m", "hydra/launcher=joblib", "agent.algorithm.learning_rate=-1.0,0.001", *SWEEP_SIZE,
+        "-m", "hydra/launcher=joblib", "agent.actor.hidden_dims=[32,-5],[32,32]", *SWEEP_SIZE,
         f"hydra.sweep.dir={sweep_dir}", check=False,
     )
     assert result.returncode == 1
     crashed, completed = (json.loads((d / JOB_STATUS_FILE).read_text()) for d in job_dirs(sweep_dir))
-    assert crashed["status"] == "failed" and "Invalid learning rate" in crashed["error"]
+    assert crashed["status"] == "failed" and "negative dimension" in crashed["error"]
     assert "Traceback" in crashed["traceback"]
     assert completed["status"] == "completed"
     assert "FAILED job 0" in result.stderr and "1 of 2 jobs completed" in result.stdout

@@ -18,6 +18,7 @@ def test_two_processes_same_config_identical_fingerprints(trained_runs: TrainedR
     assert [line["iteration"] for line in read_fingerprints(files[0])] == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.slow  # make test-all; make test: seedlock-verify names iteration 0 for two seeds (test_verify)
 @pytest.mark.parametrize("trainer", TRAINER_PARAMS)
 def test_different_seed_changes_the_first_fingerprint(trained_runs: TrainedRuns, trainer: str) -> None:
     a = read_fingerprints(trained_runs.base(trainer) / "fingerprints.jsonl")

@@ -42,7 +42,7 @@ def test_checkpoint_continues_the_run_to_max_iterations(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("restore_torch_state")
 def test_checkpoint_of_another_library_is_refused_by_name(tmp_path: Path) -> None:
     path = tmp_path / "other.pt"
-    torch.save({"seedlock": {"task": "cartpole", "trainer": "sb3", "iteration": 0}, "library": {}}, path)
+    torch.save({"seedlock": {"task": "cartpole", "trainer": "sb3", "iteration": 0, "seed": 1}, "library": {}}, path)
     run = _run(tmp_path / "run", f"checkpoint={path}")
     with pytest.raises(CheckpointError, match=r"trainer=sb3.*this run is task=cartpole trainer=rsl_rl"):
         rsl_rl.train(run)

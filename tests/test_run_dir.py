@@ -33,6 +33,7 @@ def test_run_dir_holds_config_manifest_fingerprints_checkpoints_tensorboard(trai
     assert not (run_dir / ".seedlock.lock").exists()  # the lock goes with the run
 
 
+@pytest.mark.slow  # make test-all; make test: an existing run dir is refused (below, and test_faults)
 def test_default_run_dirs_are_never_reused(tmp_path: Path) -> None:
     for _ in range(2):
         run_train("num_envs=4", "max_iterations=1", cwd=tmp_path)
