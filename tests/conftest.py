@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-import pytest
-import torch
+# One torch thread in every test process and the runs they start (set before torch is imported):
+# two pytest-xdist workers share two cores, and more threads only spin. Runs compared with each
+# other always share this setting; tests of the thread pinning set their own.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from tests.support import TrainedRuns
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tests.support import TrainedRuns  # noqa: E402
 
 
 @pytest.fixture

@@ -20,6 +20,9 @@ from tests.support import SEEDLOCK_REPORT, run_train
 from trainers.report import main as report_main
 
 # One thread: on a busy 2-core machine a multi-threaded PPO update mostly waits for the other jobs.
+# The module's sweeps are one fixture: its tests share one pytest-xdist worker so it runs once.
+pytestmark = pytest.mark.xdist_group("report")
+
 SWEEP = ("-m", "trainer=rsl_rl,skrl", "seed=1,2", "num_envs=32", "max_iterations=3", "determinism.num_threads=1")
 GROUPS = {("rsl_rl", "cartpole"), ("skrl", "cartpole")}
 
