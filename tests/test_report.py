@@ -20,7 +20,7 @@ from tests.support import SEEDLOCK_REPORT, run_train
 from trainers.report import main as report_main
 
 # One thread: on a busy 2-core machine a multi-threaded PPO update mostly waits for the other jobs.
-# The module's sweeps are one fixture: its tests share one pytest-xdist worker so it runs once.
+# The sweeps are one session fixture: the module's tests share one pytest-xdist worker, so it runs once.
 pytestmark = pytest.mark.xdist_group("report")
 
 SWEEP = ("-m", "trainer=rsl_rl,skrl", "seed=1,2", "num_envs=32", "max_iterations=3", "determinism.num_threads=1")
@@ -48,7 +48,7 @@ def job_dir(sweep: Path, trainer: str, seed: int) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sweeps(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """The same sweep run twice: every (library, seed) is repeated once."""
     root = tmp_path_factory.mktemp("sweeps")
@@ -57,7 +57,7 @@ def sweeps(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return [root / "a", root / "b"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def report(
     sweeps: list[Path], tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
