@@ -69,7 +69,7 @@ TRAIN_CASES: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("determinism.conv_weight_grad=fast",), ("determinism.conv_weight_grad='fast'", "matmul", "cudnn")),
     (("determinism.num_threads=0",), ("determinism.num_threads=0", ">= 1")),
     (("task=cartpole_rgb", "renderer.embedded.supersampling=0"), ("supersampling", ">= 1")),
-    (("task=cartpole_rgb", "renderer.embedded.precision=bfloat8"), ("precision", "float32")),
+    (("task=cartpole_rgb", "renderer.embedded.precision=bfloat8"), ("renderer.embedded.precision='bfloat8' is not valid", "float16")),
     # task keys and ids
     (("task.env.mass=2",), ("task.env.mass", "+task.env.mass=2")),
     (("+task.env.mass=2",), ("'mass'", "valid keys", "action_scale")),
@@ -167,21 +167,26 @@ def test_bad_play_input_is_one_paragraph(
 @pytest.mark.parametrize(
     ("program", "main", "args", "expected"),
     [
-        ("seedlock-verify", verify.main, ["--runs=1"], ("--runs=1",)),
-        ("seedlock-verify", verify.main, ["run_dir=x"], ("--verify-dir",)),
-        ("seedlock-verify", verify.main, ["trainer=nope"], ("trainer",)),
+        ("seedlock-verify", verify.main, ["--runs", "1"], ("--runs=1 is not valid",)),
+        ("seedlock-verify", verify.main, ["seed=abc"], ("seed=abc",)),
+        ("seedlock-verify", verify.main, ["trainer=nope"], ("Available options in 'trainer': rl_games rsl_rl sb3 skrl",)),
+        ("seedlock-verify", verify.main, ["num_envs=0"], ("num_envs=0 is not valid",)),
+        ("seedlock-verify", verify.main, ["run_dir=/tmp/x"], ("seedlock-verify sets run_dir itself; use --verify-dir",)),
         ("seedlock-export", export.main, ["checkpoint=/no/such/run"], ("does not exist",)),
         ("seedlock-export", export.main, ["checkpoint=/no/such/run", "format=zip"], ("format=zip", "checkpoint= and out=")),
     ],
 )
 def test_bad_verify_and_export_input_is_one_paragraph(
-    program: str, main: object, args: list[str], expected: tuple[str, ...],
+    tmp_path: Path, program: str, main: object, args: list[str], expected: tuple[str, ...],
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if program == "seedlock-verify":
+        args = ["--verify-dir", str(tmp_path / "v"), *args]
     code, output = run_main(main, program, args, capsys, monkeypatch)
     assert code == 2 and "Traceback" not in output, output
     for fragment in expected:
         assert fragment in output, output
+    assert not (tmp_path / "v").exists()
 
 
 @pytest.mark.xdist_group("rsl_rl")

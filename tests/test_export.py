@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import onnxruntime
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from tests.support import SEEDLOCK_EXPORT, TRAINER_PARAMS, TrainedRuns
+from trainers import export
 from trainers.export import observation_batch
 from trainers.play import prepared_run
 
@@ -22,11 +24,14 @@ def run_export(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.usefixtures("restore_torch_state")
 @pytest.mark.parametrize("trainer", TRAINER_PARAMS)
-def test_exported_policies_give_the_live_policys_actions(trained_runs: TrainedRuns, tmp_path: Path, trainer: str) -> None:
+def test_exported_policies_give_the_live_policys_actions(
+    trained_runs: TrainedRuns, tmp_path: Path, trainer: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     run_dir, out = trained_runs.base(trainer), tmp_path / "exported"
-    exported = run_export(f"checkpoint={run_dir}", f"out={out}")
-    assert exported.returncode == 0, exported.stderr
-    assert "max |exported - live| action" in exported.stdout
+    monkeypatch.setattr(sys, "argv", ["seedlock-export", f"checkpoint={run_dir}", f"out={out}"])
+    export.main()  # in this process, as the console script runs it
+    assert "max |exported - live| action" in capsys.readouterr().out
     # The live policy: the library's own inference path, as seedlock-play acts; a batch size
     # other than the export's 64, so the exports' batch dimension must be dynamic.
     with prepared_run(str(run_dir), num_envs=17, overrides=["device=cpu"]) as (run, checkpoint, adapter):

@@ -114,3 +114,23 @@ def test_a_gif_with_no_display_and_no_gl_is_one_paragraph(tmp_path: Path) -> Non
     assert played.returncode == 2 and "Traceback" not in played.stderr, played.stderr
     assert "gif= cannot film task.id='Ant-v5'" in played.stderr and "MUJOCO_GL=egl" in played.stderr
     assert not (tmp_path / "ant.gif").exists()
+
+
+@needs_mounts
+def test_a_run_whose_disk_fills_says_so_keeps_its_checkpoints_and_continues_as_the_same_run(tmp_path: Path) -> None:
+    """The disk fills mid-run (about 72 KB a checkpoint on 300 KB): one paragraph that names the
+    intact checkpoint, and continuing from it elsewhere gives the uninterrupted run's iterations."""
+    disk, continued = tmp_path / "disk", tmp_path / "continued"
+    size = ("num_envs=64", "max_iterations=8", "trainer.checkpoint_interval=1", "determinism.num_threads=1")
+    continue_it = " ".join(shlex.quote(arg) for arg in [*SEEDLOCK_TRAIN, *size, f"checkpoint={disk / 'run'}", f"run_dir={continued}"])
+    script = f'"$@"; echo "exit=$?"; {continue_it}'
+    result = on_tmpfs("size=300k", disk, script, *SEEDLOCK_TRAIN, *size, f"run_dir={disk / 'run'}")
+    assert "exit=2" in result.stdout, result.stdout + result.stderr
+    error = next(line for line in result.stderr.splitlines() if line.startswith("seedlock-train: error:"))
+    assert f"run_dir='{disk / 'run'}'" in error and "No space left on device" in error and "is intact" in error
+    assert "Traceback" not in result.stderr
+    whole = tmp_path / "whole"
+    run_train(*size, f"run_dir={whole}")
+    lines = (whole / "fingerprints.jsonl").read_text().splitlines(keepends=True)
+    resumed = (continued / "fingerprints.jsonl").read_text().splitlines(keepends=True)
+    assert 0 < len(resumed) < len(lines) and resumed == lines[-len(resumed):]

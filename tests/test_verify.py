@@ -79,23 +79,6 @@ def test_manifest_differences_name_nested_fields(tmp_path: Path) -> None:
     assert manifest_differences(paths) == {"flags.num_threads": [2, 16]}
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (("--runs", "1"), "--runs=1 is not valid"),
-        (("seed=abc",), "seed=abc"),
-        (("trainer=nope",), "Available options in 'trainer': rl_games rsl_rl sb3 skrl"),
-        (("num_envs=0",), "num_envs=0 is not valid"),
-        (("run_dir=/tmp/x",), "seedlock-verify sets run_dir itself; use --verify-dir"),
-    ],
-)
-def test_bad_input_exits_2_with_one_paragraph(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
-    result = run_verify("--verify-dir", str(tmp_path / "v"), *args)
-    assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "v").exists()
-
-
 def test_a_verify_dir_with_runs_in_it_is_never_reused(tmp_path: Path) -> None:
     (tmp_path / "v").mkdir()
     (tmp_path / "v" / "verify.json").write_text("{}")
