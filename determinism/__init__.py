@@ -55,7 +55,7 @@ def apply(cfg: DictConfig | Any, rank: int = 0, resolved: ResolvedSeed | None = 
         conv_weight_grad=cfg.determinism.conv_weight_grad,
         fill_uninitialized_memory=cfg.determinism.fill_uninitialized_memory,
     )
-    seeded = seed_everything(process_seed, seed_warp=cfg.seeding.seed_warp)
+    seeded = seed_everything(process_seed)
     flag_values = dataclasses.asdict(flags)
     env_vars_set = flag_values.pop("env_vars_set")
     _applied = RunManifest(

@@ -8,7 +8,6 @@ from its config alone.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import secrets
@@ -68,10 +67,12 @@ def rank_seed(seed: int, rank: int) -> int:
     return seed + rank
 
 
-def seed_everything(seed: int, seed_warp: bool = True) -> list[str]:
-    """Seed python ``random``, numpy, torch (CPU and every CUDA device) and warp if importable.
+def seed_everything(seed: int) -> list[str]:
+    """Seed python ``random``, numpy and torch (CPU and every CUDA device).
 
-    Returns the names of the RNGs that were seeded, for the manifest.
+    Returns the names of the RNGs that were seeded, for the manifest. NVIDIA warp is not among
+    them: it has no global RNG (its kernels take explicit seeds, and ``warp.rand_init(seed)``
+    called from Python only returns a state), so there is nothing of warp's to seed.
     """
     random.seed(seed)
     np.random.seed(seed)
@@ -81,11 +82,6 @@ def seed_everything(seed: int, seed_warp: bool = True) -> list[str]:
     # Only child processes (launcher workers, torchrun ranks) see this: hash randomisation of
     # the running interpreter was fixed when it started.
     os.environ["PYTHONHASHSEED"] = str(seed)
-    if seed_warp and importlib.util.find_spec("warp") is not None:
-        import warp
-
-        warp.rand_init(seed)
-        seeded.append("warp")
     return seeded
 
 

@@ -13,7 +13,7 @@ from tasks.cartpole_rgb import CartpoleRgbConfig, CartpoleRgbEnv
 from tasks.rasterizer import RenderSettings
 
 if TYPE_CHECKING:
-    from tasks.isaaclab import IsaacLabTask
+    from tasks.task import Task
 
 # task name -> (env class, its config dataclass)
 EMBEDDED_TASKS: dict[str, tuple[type[CartpoleEnv], type[CartpoleConfig]]] = {
@@ -28,7 +28,7 @@ class TaskConfigError(ValueError):
     """A task name or task parameter the factory cannot build."""
 
 
-def make_for_run(cfg: DictConfig, seed: int) -> CartpoleEnv | IsaacLabTask:
+def make_for_run(cfg: DictConfig, seed: int) -> Task:
     """The env of a composed run config: Isaac Lab's for ``task.backend=isaaclab``, else the
     embedded task, drawn with the renderer group's embedded settings when it has a camera."""
     if cfg.task.backend == "isaaclab":

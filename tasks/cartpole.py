@@ -188,8 +188,7 @@ class CartpoleEnv:
 
     def render_frame(self) -> np.ndarray:
         """Env 0 seen side-on, 160×80 RGB (the pixel task's rasterizer), for seedlock-play's GIF."""
-        from tasks.cartpole_rgb import to_uint8_image
-        from tasks.rasterizer import Camera, CartpoleRasterizer, RenderSettings
+        from tasks.rasterizer import Camera, CartpoleRasterizer, RenderSettings, to_uint8_image
 
         if getattr(self, "_viewer", None) is None:
             self._viewer = CartpoleRasterizer(Camera(width=160, height=80), RenderSettings(), self.device)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from tasks.cartpole import CartpoleConfig, CartpoleEnv
-from tasks.rasterizer import Camera, CartpoleRasterizer, RenderSettings
+from tasks.rasterizer import Camera, CartpoleRasterizer, RenderSettings, to_uint8_image
 
 GIF_NAME = "policy_view.gif"
 GIF_SCALE = 4  # each pixel drawn as a 4×4 block, so a 64×64 view is visible
@@ -162,11 +162,6 @@ class CartpoleRgbEnv(CartpoleEnv):
         if not self.recording:
             return None
         return write_gif(list(self.recording), run_dir / GIF_NAME, frame_ms=round(1000 * self.cfg.sim_dt * self.cfg.decimation))
-
-
-def to_uint8_image(frame: torch.Tensor) -> np.ndarray:
-    """A (3, H, W) frame in [0, 1] as an (H, W, 3) uint8 array."""
-    return (frame.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def write_gif(frames: list[np.ndarray], path: Path, frame_ms: int) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 BACKGROUND = (0.92, 0.93, 0.96)
@@ -176,3 +177,8 @@ class CartpoleRasterizer:
 def blend(image: torch.Tensor, color: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
     """``color`` over ``image`` where ``coverage`` (0..1) of the pixel is covered."""
     return image + (color - image) * coverage
+
+
+def to_uint8_image(frame: torch.Tensor) -> np.ndarray:
+    """A (3, H, W) frame in [0, 1] as an (H, W, 3) uint8 array."""
+    return (frame.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()

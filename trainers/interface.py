@@ -30,7 +30,7 @@ from determinism import Fingerprint, FingerprintWriter, fingerprint_optimizer
 from determinism.compare import flatten
 from determinism.fingerprint import fingerprint_named, named_parameters
 from determinism.rng_state import capture_rng_state, restore_rng_state
-from tasks.cartpole import CartpoleEnv
+from tasks.task import Task
 from trainers.distributed import SINGLE_PROCESS, Ranks
 from trainers.progress import ProgressBar
 
@@ -45,7 +45,7 @@ RESUME_FREE_KEYS = ("run_dir", "checkpoint", "max_iterations", "experiment")
 class TrainingRun:
     """One run, with determinism already applied and the env already built."""
 
-    env: CartpoleEnv
+    env: Task
     cfg: DictConfig
     run_dir: Path
     seed: int  # this process's seed (seed + rank in a distributed run)

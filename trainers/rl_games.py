@@ -47,7 +47,7 @@ from rl_games.common.algo_observer import DefaultAlgoObserver
 from rl_games.common.ivecenv import IVecEnv
 from rl_games.torch_runner import Runner
 
-from tasks.cartpole import CartpoleEnv
+from tasks.task import BatchedTask
 from tasks.isaaclab import check_agent_inputs, is_isaaclab
 from trainers.interface import (
     Policy,
@@ -213,7 +213,7 @@ class RlGamesVecEnv(IVecEnv):
     """A seedlock batched task as an rl_games vec env that stays in torch (like Isaac Lab's
     RlGamesVecEnvWrapper): observations and actions clipped as the agent YAML's ``env`` says."""
 
-    def __init__(self, env: CartpoleEnv, clipping: dict[str, float]) -> None:
+    def __init__(self, env: BatchedTask, clipping: dict[str, float]) -> None:
         self.env = env
         self.clip_observations = float(clipping.get("clip_observations", math.inf))
         self.clip_actions = float(clipping.get("clip_actions", math.inf))

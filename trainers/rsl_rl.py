@@ -17,7 +17,7 @@ from rsl_rl.env import VecEnv
 from rsl_rl.runners import OnPolicyRunner
 from tensordict import TensorDict
 
-from tasks.cartpole import CartpoleEnv
+from tasks.task import BatchedTask
 from tasks.isaaclab import check_agent_inputs, is_isaaclab
 from trainers.interface import (
     Policy,
@@ -91,7 +91,7 @@ def runner_config(run: TrainingRun) -> dict[str, Any]:
 class RslRlVecEnv(VecEnv):
     """A seedlock batched task as RSL-RL's VecEnv (observations in a TensorDict group 'policy')."""
 
-    def __init__(self, env: CartpoleEnv) -> None:
+    def __init__(self, env: BatchedTask) -> None:
         self.env = env
         self.num_envs = env.num_envs
         self.num_actions = env.num_actions

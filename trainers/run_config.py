@@ -42,7 +42,6 @@ class TrainerConfig:
 class SeedingConfig:
     name: str = "default"
     deterministic_default: int = 42  # the seed of seed=-1 when torch_deterministic=true
-    seed_warp: bool = True  # seed NVIDIA warp too when it is importable
 
 
 @dataclass

@@ -39,7 +39,7 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from tasks.cartpole import CartpoleEnv
+from tasks.task import BatchedTask
 from tasks.isaaclab import check_agent_inputs, is_isaaclab
 from trainers.interface import (
     CheckpointError,
@@ -228,7 +228,7 @@ class SB3VecEnv(VecEnv):
 
     render_mode = None  # the embedded task does not render
 
-    def __init__(self, env: CartpoleEnv) -> None:
+    def __init__(self, env: BatchedTask) -> None:
         self.env = env
         self._episode_return = np.zeros(env.num_envs, dtype=np.float64)
         self._episode_length = np.zeros(env.num_envs, dtype=np.int64)

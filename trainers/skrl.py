@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from tasks.cartpole import CartpoleEnv
+from tasks.task import BatchedTask
 from tasks.isaaclab import check_agent_inputs, is_isaaclab
 from trainers.distributed import Ranks, torchrun_env_hidden
 
@@ -260,7 +260,7 @@ class SkrlEnv(Wrapper):
     """A seedlock batched task as a skrl single-agent env: (num_envs, 1) rewards, terminated and
     truncated; the last observation of each finished episode in ``info['final_observations']``."""
 
-    def __init__(self, env: CartpoleEnv) -> None:
+    def __init__(self, env: BatchedTask) -> None:
         super().__init__(env)
 
     @property
