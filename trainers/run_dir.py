@@ -89,5 +89,5 @@ def disk_error(run_dir: Path, error: OSError, what: str = "cannot be written", n
     )
 
 
-def is_disk_error(error: BaseException) -> bool:
-    return isinstance(error, OSError) and error.errno in DISK_ERRORS
+def is_disk_error(error: OSError) -> bool:
+    return error.errno in DISK_ERRORS

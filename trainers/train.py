@@ -94,8 +94,8 @@ def run_rank(cfg: DictConfig, ranks: Ranks) -> TrainSummary:
     except BaseException as error:
         if run_claim is not None:
             run_claim.release(keep=training_started(run_dir))
-        if is_disk_error(error):
-            raise disk_error(run_dir, error, note=what_is_kept(run_dir)) from None  # type: ignore[arg-type]
+        if isinstance(error, OSError) and is_disk_error(error):
+            raise disk_error(run_dir, error, note=what_is_kept(run_dir)) from None
         raise
     if run_claim is not None:
         run_claim.release(keep=True)
@@ -187,10 +187,10 @@ def agent_overrides() -> list[str]:
 
 def print_start(cfg: DictConfig, seed: int, run_dir: Path) -> None:
     """What the run is, before anything slow: the task, library, envs, device, seed and run dir."""
-    lock = "torch_deterministic=true" if cfg.torch_deterministic else "torch_deterministic=false"
     print(
         f"seedlock: training task={cfg.task.name} with trainer={cfg.trainer.name}: {cfg.num_envs} envs on "
-        f"{cfg.device}, seed {seed}, {cfg.max_iterations} iterations, {lock}"
+        f"{cfg.device}, seed {seed}, {cfg.max_iterations} iterations, "
+        f"torch_deterministic={str(bool(cfg.torch_deterministic)).lower()}"
     )
     print(f"seedlock: writing the run to {run_dir}")
 
