@@ -95,9 +95,9 @@ def test_a_failing_job_is_reported_and_the_other_jobs_keep_their_results(tmp_pat
 def test_a_job_that_crashes_inside_the_library_keeps_its_traceback(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     # A negative layer width composes (a list of ints) and fails inside torch.nn.Linear with a
-    # RuntimeError, a fault rather than a value seedlock checks, in a joblib worker.
+    # RuntimeError, a fault rather than a value seedlock checks.
     result = run_train(
-        "-m", "hydra/launcher=joblib", "agent.actor.hidden_dims=[32,-5],[32,32]", *SWEEP_SIZE,
+        "-m", "agent.actor.hidden_dims=[32,-5],[32,32]", *SWEEP_SIZE,
         f"hydra.sweep.dir={sweep_dir}", check=False,
     )
     assert result.returncode == 1
