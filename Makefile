@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.seedlock-installed
 # user's own (CUDA) torch is never replaced and pip never pulls a multi-GB CUDA wheel.
 TORCH_LOCAL ?= torch==2.13.0
 
-.PHONY: install train test test-all test-gpu bench bench-gpu bench-time-to-cap clean
+.PHONY: install train test test-all test-gpu install-isaaclab test-isaaclab bench bench-gpu bench-time-to-cap clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,36 @@ test: install
 ## Every test: also full-length training, every library for each launcher, gym task and torchrun.
 test-all: install
 	$(PY) -m pytest -q $(XDIST) -m "slow or not slow" $(PYTEST_ARGS)
+
+# Isaac Lab 3.0 kitless (Newton physics, no Isaac Sim) in its own venv, beside the local torch:
+# Isaac Lab pins torch 2.11 and Python >= 3.12, and its code runs on 3.11 with torch 2.13. Its
+# requirements are installed except torch/torchvision and what the classic tasks never import.
+VENV_IL      ?= .venv-isaaclab
+PY_IL        := $(VENV_IL)/bin/python
+STAMP_IL     := $(VENV_IL)/.seedlock-installed
+ISAACLAB     ?= isaaclab==3.0.0
+ISAACLAB_SKIP ?= torch torchvision transformers pin pin-pink open3d
+
+$(STAMP_IL): pyproject.toml
+	$(PYTHON) -m venv $(VENV_IL)
+	$(PY_IL) -m pip install -q --upgrade pip
+	$(PY_IL) -c "import torch" 2>/dev/null || $(PY_IL) -m pip install -q "$(TORCH_LOCAL)"
+	$(PY_IL) -m pip install -q -e ".[test]"
+	$(PY_IL) -m pip download -q --no-deps --python-version 3.12 --only-binary=:all: -d $(VENV_IL)/wheels "$(ISAACLAB)"
+	$(PY_IL) -m pip install -q --no-deps --ignore-requires-python $(VENV_IL)/wheels/isaaclab-*.whl
+	$(PY_IL) -c "import importlib.metadata as m, re, sys; skip = set(sys.argv[1:]); \
+	print('\n'.join(r for r in m.requires('isaaclab') if 'extra ==' not in r and re.split('[<>=!~;\\[ ]', r, maxsplit=1)[0].lower() not in skip))" \
+	$(ISAACLAB_SKIP) > $(VENV_IL)/isaaclab-requirements.txt
+	# gym: Isaac Lab's rl_games wrapper imports gym.spaces
+	$(PY_IL) -m pip install -q -r $(VENV_IL)/isaaclab-requirements.txt gym
+	touch $(STAMP_IL)
+
+## Isaac Lab 3.0 kitless beside seedlock, in .venv-isaaclab (about 2.6 GB).
+install-isaaclab: $(STAMP_IL)
+
+## The real Isaac Lab 3.0 tasks on the CPU (tests marked isaaclab), in .venv-isaaclab.
+test-isaaclab: install-isaaclab
+	$(PY_IL) -m pytest -q -m isaaclab -rs $(PYTEST_ARGS)
 
 ## CUDA determinism for every library (device=cuda); skipped cleanly without an NVIDIA GPU.
 ## Results, with the GPU's name and the date: bench/results/gpu_determinism.jsonl

@@ -28,10 +28,12 @@ None of this has run on Isaac Sim: it is tested with fakes of Isaac Lab's module
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.metadata
 import importlib.util
 import inspect
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -69,7 +71,7 @@ class IsaacLabTask:
     every task (num_envs, device, max_episode_length, statistics)."""
 
     env: EpisodeRecorder
-    app: Any  # Isaac Sim's SimulationApp (AppLauncher.app)
+    app: Any  # what close() ends last: Isaac Sim's SimulationApp (2.x), launch_simulation's context (3.x)
     launch_info: dict[str, Any]  # how Isaac Sim was started, for manifest.json
 
     @property
@@ -135,13 +137,67 @@ def check_agent_inputs(task: IsaacLabTask, trainer: str, agent_takes_images: boo
 
 
 def make(cfg: DictConfig, seed: int) -> IsaacLabTask:
-    """Start Isaac Sim and build the env ``cfg.task.id`` with the run's seed, num_envs and device.
-    Call it after ``determinism.apply`` (``tasks.make`` checks that)."""
-    global _launched
+    """Build the env ``cfg.task.id`` with the run's seed, num_envs and device: Isaac Lab 3.x through
+    its own config resolution and ``launch_simulation`` (kitless on Newton: no Isaac Sim), Isaac
+    Lab 2.x by starting Isaac Sim first. Call it after ``determinism.apply`` (``tasks.make`` checks)."""
     if cfg.checkpoint:
         raise TaskConfigError(RESUME_REFUSED)
     if not cfg.task.id:
-        raise TaskConfigError("task=isaaclab needs task.id, an Isaac Lab task id such as Isaac-Cartpole-Direct-v0.")
+        raise TaskConfigError("task=isaaclab needs task.id, an Isaac Lab task id such as Isaac-Cartpole-Direct.")
+    if cfg.task.get("asset_root"):
+        # Isaac Lab reads its asset root when isaaclab.utils.assets is imported: set it before.
+        os.environ["ISAACSIM_ASSET_ROOT"] = str(Path(cfg.task.asset_root).expanduser().resolve())
+    if isaaclab_major() >= 3:
+        return make_kitless(cfg, seed)
+    return make_with_isaac_sim(cfg, seed)
+
+
+def isaaclab_major() -> int:
+    """Isaac Lab's major version, 0 when it is not installed."""
+    try:
+        return int(importlib.metadata.version("isaaclab").split(".")[0])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return 0
+
+
+def make_kitless(cfg: DictConfig, seed: int) -> IsaacLabTask:
+    """Isaac Lab 3.x: the task's config with its physics preset (``task.physics``), the run's seed,
+    envs and device set on it, then ``launch_simulation``, which starts Kit only for what needs it
+    (PhysX, RTX cameras) and nothing for Newton, held open until the task is closed."""
+    global _launched
+    if _launched is not None:
+        raise TaskConfigError("task=isaaclab builds one Isaac Lab env per process: run each in its own seedlock-train process.")
+    import isaaclab_tasks  # noqa: F401  registers Isaac Lab's task ids with gymnasium
+    from isaaclab.app import launch_simulation
+    from isaaclab_tasks.utils import resolve_task_config
+
+    task_id = registered_id(str(cfg.task.id))
+    overrides = [f"physics={cfg.task.physics}"] if cfg.task.get("physics") else []
+    env_cfg, _ = resolve_task_config(task_id, None, overrides=overrides)
+    env_cfg.seed = seed  # Isaac Lab seeds python, numpy, torch and warp from it at construction
+    env_cfg.scene.num_envs = int(cfg.num_envs)
+    env_cfg.sim.device = isaac_device(str(cfg.device))
+    apply_overrides(env_cfg, OmegaConf.to_container(cfg.task.env, resolve=True), "task.env")
+    simulation = contextlib.ExitStack()
+    simulation.enter_context(launch_simulation(env_cfg, {"visualizer": []}))
+    _launched = {
+        "task_id": task_id,
+        "kitless": True,
+        "physics": cfg.task.get("physics") or "the task's default",
+        "physics_cfg": type(env_cfg.sim.physics).__name__,
+        "device": env_cfg.sim.device,
+        "asset_root": os.environ.get("ISAACSIM_ASSET_ROOT"),
+        "versions": isaaclab_versions(),
+    }
+    with torch_flags_kept():
+        env = gymnasium.make(task_id, cfg=env_cfg, render_mode=None)
+    statistics = EpisodeStatistics(int(env.unwrapped.num_envs), torch.device(env.unwrapped.device))
+    return IsaacLabTask(env=EpisodeRecorder(env, statistics), app=simulation, launch_info=dict(_launched))
+
+
+def make_with_isaac_sim(cfg: DictConfig, seed: int) -> IsaacLabTask:
+    """Isaac Lab 2.x: Isaac Sim first (AppLauncher, with the renderer group's kit), then the env."""
+    global _launched
     require_isaaclab()
     if _launched is not None:
         raise TaskConfigError(
@@ -173,12 +229,11 @@ def require_isaaclab() -> None:
     missing = [name for name in REQUIRED_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
         raise IsaacLabMissingError(
-            f"task=isaaclab needs Isaac Sim and Isaac Lab, and this Python lacks the package(s) "
-            f"{', '.join(missing)} (all of {', '.join(REQUIRED_PACKAGES)} are needed). Install them into "
-            "this environment (Python 3.11, an NVIDIA RTX GPU, Linux or Windows), e.g. "
-            "`pip install \"isaaclab[isaacsim,all]==2.3.0\" --extra-index-url https://pypi.nvidia.com`, or run "
-            "seedlock with the Python of an Isaac Lab source install (`./isaaclab.sh -p -m trainers.train "
-            "task=isaaclab ...`); see Isaac Lab's installation guide and the README section \"Isaac Lab backend\"."
+            f"task=isaaclab needs Isaac Lab, and this Python lacks the package(s) {', '.join(missing)}. "
+            "Isaac Lab 3.x runs its classic tasks kitless on Newton, on the CPU too: `make install-isaaclab` "
+            "creates .venv-isaaclab with seedlock and Isaac Lab 3.0 (README, \"Isaac Lab backend\"). Isaac Lab "
+            f"2.x needs all of {', '.join(REQUIRED_PACKAGES)} (Isaac Sim: Python 3.11, an NVIDIA RTX GPU), e.g. "
+            "`pip install \"isaaclab[isaacsim,all]==2.3.0\" --extra-index-url https://pypi.nvidia.com`."
         )
 
 

@@ -28,6 +28,8 @@ class TaskConfig:
     env: Dict[str, Any] = field(default_factory=dict)  # the task's own parameters
     id: Optional[str] = None  # task=isaaclab: the Isaac Lab task id (gym registry)
     app: Dict[str, Any] = field(default_factory=dict)  # task=isaaclab: AppLauncher's keyword arguments
+    physics: Optional[str] = None  # task=isaaclab, Isaac Lab 3.x: the physics preset (newton_mjwarp, ...)
+    asset_root: Optional[str] = None  # task=isaaclab: ISAACSIM_ASSET_ROOT, set before Isaac Lab is imported
     env_kwargs: Dict[str, Any] = field(default_factory=dict)  # task=gym: gymnasium.make's keyword arguments
 
 
