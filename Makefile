@@ -65,7 +65,7 @@ install-isaaclab: $(STAMP_IL)
 
 ## The real Isaac Lab 3.0 tasks on the CPU (tests marked isaaclab), in .venv-isaaclab.
 test-isaaclab: install-isaaclab
-	$(PY_IL) -m pytest -q -m isaaclab -rs $(PYTEST_ARGS)
+	$(PY_IL) -m pytest -q $(XDIST) -m isaaclab -rs $(PYTEST_ARGS)
 
 ## CUDA determinism for every library (device=cuda); skipped cleanly without an NVIDIA GPU.
 ## Results, with the GPU's name and the date: bench/results/gpu_determinism.jsonl

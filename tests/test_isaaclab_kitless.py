@@ -1,6 +1,7 @@
 """The real Isaac Lab 3.x, kitless on Newton, on the CPU (``make test-isaaclab`` runs these in
-.venv-isaaclab; elsewhere they are skipped): stand-in assets, and Isaac-Cartpole-Direct trained
-through Isaac Lab's own wrapper, the same run bit for bit in two processes."""
+.venv-isaaclab; elsewhere they are skipped): stand-in assets; Isaac-Cartpole-Direct trained through
+Isaac Lab's own wrapper of each library, the same run bit for bit in two processes; Isaac-Ant-Direct
+trained an iteration by each library; a run that cannot continue from a checkpoint says why."""
 
 from __future__ import annotations
 
@@ -12,16 +13,16 @@ import pytest
 
 from determinism import read_fingerprints
 from tasks.isaaclab import isaaclab_major
-from tests.support import _command, run_train
+from tests.support import TRAINERS, _command, run_train
 
 pytestmark = [
     pytest.mark.isaaclab,
-    pytest.mark.xdist_group("isaaclab"),  # the assets and warp's kernel cache, once
     pytest.mark.skipif(isaaclab_major() < 3, reason="needs Isaac Lab 3.x (make install-isaaclab)"),
 ]
 
 SEEDLOCK_ISAACLAB_ASSETS = _command("seedlock-isaaclab-assets", "trainers.isaaclab_assets")
-CARTPOLE = ("task=isaaclab/Isaac-Cartpole-Direct", "device=cpu", "num_envs=16", "max_iterations=3")
+ITERATIONS = 5
+CARTPOLE = ("task=isaaclab/Isaac-Cartpole-Direct", "device=cpu", "num_envs=64", f"max_iterations={ITERATIONS}")
 
 
 @pytest.fixture(scope="session")
@@ -40,11 +41,27 @@ def test_the_stand_in_assets_are_where_isaac_lab_looks_and_never_replaced(asset_
     assert again.returncode == 2 and "never replaces a file" in again.stderr
 
 
-def test_cartpole_direct_with_rsl_rl_is_the_same_run_in_two_processes(asset_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_cartpole_direct_is_the_same_run_in_two_processes(asset_root: Path, tmp_path: Path, trainer: str) -> None:
     for name in ("a", "b"):
-        run_train("trainer=rsl_rl", *CARTPOLE, f"task.asset_root={asset_root}", f"run_dir={tmp_path / name}", timeout=1200)
+        run_train(f"trainer={trainer}", *CARTPOLE, f"task.asset_root={asset_root}", f"run_dir={tmp_path / name}", timeout=1200)
     files = [tmp_path / name / "fingerprints.jsonl" for name in ("a", "b")]
     assert files[0].read_bytes() == files[1].read_bytes()
-    assert [line["iteration"] for line in read_fingerprints(files[0])] == [0, 1, 2]
+    assert [line["iteration"] for line in read_fingerprints(files[0])] == list(range(ITERATIONS))
     launched = json.loads((tmp_path / "a" / "manifest.json").read_text())["renderer"]["isaacsim"]
     assert launched["kitless"] is True and launched["task_id"] == "Isaac-Cartpole-Direct"
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_ant_direct_trains_an_iteration(asset_root: Path, tmp_path: Path, trainer: str) -> None:
+    run_train(f"trainer={trainer}", "task=isaaclab/Isaac-Ant-Direct", "device=cpu", "num_envs=8", "max_iterations=1",
+              f"task.asset_root={asset_root}", f"run_dir={tmp_path / 'ant'}", timeout=1200)
+    assert [line["iteration"] for line in read_fingerprints(tmp_path / "ant" / "fingerprints.jsonl")] == [0]
+
+
+def test_a_run_cannot_continue_from_a_checkpoint_and_says_why(asset_root: Path, tmp_path: Path) -> None:
+    run_train("trainer=rsl_rl", *CARTPOLE, "max_iterations=1", f"task.asset_root={asset_root}", f"run_dir={tmp_path / 'a'}")
+    result = run_train("trainer=rsl_rl", *CARTPOLE, f"task.asset_root={asset_root}", f"checkpoint={tmp_path / 'a'}",
+                       f"run_dir={tmp_path / 'b'}", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "cannot continue from a checkpoint" in result.stderr and not (tmp_path / "b").exists()
