@@ -189,8 +189,17 @@ def make_kitless(cfg: DictConfig, seed: int) -> IsaacLabTask:
         "asset_root": os.environ.get("ISAACSIM_ASSET_ROOT"),
         "versions": isaaclab_versions(),
     }
-    with torch_flags_kept():
-        env = gymnasium.make(task_id, cfg=env_cfg, render_mode=None)
+    try:
+        with torch_flags_kept():
+            env = gymnasium.make(task_id, cfg=env_cfg, render_mode=None)
+    except FileNotFoundError as error:  # Isaac Lab's retrieve_file_path: an asset it cannot find
+        simulation.close()
+        root = os.environ.get("ISAACSIM_ASSET_ROOT") or "NVIDIA's asset server (no task.asset_root set)"
+        raise TaskConfigError(
+            f"task.id={task_id} needs an asset that is not there ({error}); assets are looked up under {root}. "
+            "Offline, write stand-ins with `seedlock-isaaclab-assets <dir>` and set task.asset_root=<dir>; with "
+            "internet, leave task.asset_root unset."
+        ) from None
     statistics = EpisodeStatistics(int(env.unwrapped.num_envs), torch.device(env.unwrapped.device))
     return IsaacLabTask(env=EpisodeRecorder(env, statistics), app=simulation, launch_info=dict(_launched))
 

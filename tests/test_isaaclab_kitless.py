@@ -65,3 +65,12 @@ def test_a_run_cannot_continue_from_a_checkpoint_and_says_why(asset_root: Path, 
                        f"run_dir={tmp_path / 'b'}", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "cannot continue from a checkpoint" in result.stderr and not (tmp_path / "b").exists()
+
+
+def test_an_asset_root_without_the_assets_is_one_paragraph(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run_train("trainer=rsl_rl", *CARTPOLE, f"task.asset_root={tmp_path / 'empty'}", f"run_dir={tmp_path / 'run'}",
+                       check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "needs an asset that is not there" in result.stderr and "seedlock-isaaclab-assets" in result.stderr
+    assert not (tmp_path / "run").exists()
