@@ -1,6 +1,12 @@
-"""Isaac Lab tasks by id: ``task=isaaclab task.id=Isaac-Cartpole-RGB-Camera-Direct-v0``.
+"""Isaac Lab tasks by id: ``task=isaaclab/Isaac-Cartpole-Direct``, ``task=isaaclab task.id=<id>``.
 
-The launch follows Isaac Lab's own ``scripts/reinforcement_learning/<library>/train.py``: Isaac Sim
+Isaac Lab 3.x (when installed) runs its classic tasks kitless on Newton, without Isaac Sim:
+:func:`make_kitless` resolves the task's config with Isaac Lab's ``resolve_task_config`` (its
+physics preset from ``task.physics``), sets the run's seed, envs and device on it, opens
+``launch_simulation`` (which starts Kit only for PhysX or RTX cameras) and calls ``gym.make``. That
+path runs for real in ``make test-isaaclab`` (tests/test_isaaclab_kitless.py).
+
+Isaac Lab 2.x follows its own ``scripts/reinforcement_learning/<library>/train.py``: Isaac Sim
 first, through ``isaaclab.app.AppLauncher`` (``isaaclab_tasks`` and the env classes can only be
 imported once the app runs), then the env cfg from the gym registry (``parse_env_cfg``), its
 ``seed``, ``sim.device`` and ``scene.num_envs`` set, then ``gym.make(id, cfg=env_cfg)``. Each
@@ -23,7 +29,7 @@ What seedlock decides, and why:
 - A run cannot continue from a checkpoint: the simulator's state (PhysX, renderer) cannot be saved.
 - Isaac Sim starts once per process, so one Isaac Lab run per process (no in-process sweeps).
 
-None of this has run on Isaac Sim: it is tested with fakes of Isaac Lab's modules (tests/fakes/).
+The 2.x path has not run on Isaac Sim: it is tested with fakes of Isaac Lab's modules (tests/fakes/).
 """
 
 from __future__ import annotations
