@@ -52,14 +52,18 @@ def test_cartpole_direct_is_the_same_run_in_two_processes(asset_root: Path, tmp_
     assert launched["kitless"] is True and launched["task_id"] == "Isaac-Cartpole-Direct"
 
 
-def test_a_short_rsl_rl_run_on_cartpole_direct_raises_the_mean_return(asset_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_a_short_run_on_cartpole_direct_raises_the_mean_return(asset_root: Path, tmp_path: Path, trainer: str) -> None:
     """Isaac Lab 3.0's Cartpole-Direct ends an episode only when the cart leaves its rail (the pole
     may fall and swing) and pays the upright pole per second: about 5 for a whole episode held up.
-    Measured here: about -2 over iterations 1-10, +1.6 to +1.9 over iterations 20-40 (36 s)."""
-    run_train("trainer=rsl_rl", "task=isaaclab/Isaac-Cartpole-Direct", "device=cpu", "num_envs=512", "max_iterations=40",
-              f"task.asset_root={asset_root}", f"run_dir={tmp_path / 'run'}", timeout=1200)
-    returns = [line["mean_return"] for line in read_fingerprints(tmp_path / "run" / "fingerprints.jsonl")]
-    early, late = max(returns[1:11]), sum(returns[-5:]) / 5
+    Measured here, 512 envs, 40 iterations (36-52 s): the best of the first ten returns rsl_rl 0.07
+    (iteration 0, episodes cut short by RSL-RL's random initial lengths), skrl -1.3, rl_games -2.6,
+    SB3 -1.0; the mean of the last five 1.75 (rsl_rl) to 4.7 (skrl)."""
+    run_train(f"trainer={trainer}", "task=isaaclab/Isaac-Cartpole-Direct", "device=cpu", "num_envs=512",
+              "max_iterations=40", f"task.asset_root={asset_root}", f"run_dir={tmp_path / 'run'}", timeout=1200)
+    lines = read_fingerprints(tmp_path / "run" / "fingerprints.jsonl")
+    returns = [line["mean_return"] for line in lines if line["mean_return"] is not None]  # once episodes end
+    early, late = max(returns[:10]), sum(returns[-5:]) / 5
     assert late > early + 1.0, returns
 
 
