@@ -120,7 +120,7 @@ def check_agent_config(trainer: str, agent: DictConfig) -> None:
                 f"(trainer={trainer}). Remove it and use the top-level {owner}."
             )
     for dotted, (expected, valid) in HYPERPARAMETERS.get(trainer, {}).items():
-        value = _lookup(config, dotted)
+        value = OmegaConf.select(agent, dotted, default=_ABSENT)
         if value is not _ABSENT and not valid(value):
             raise AgentConfigError(
                 f"agent.{dotted}={value!r} is not valid for trainer={trainer}: it must be {expected}."
@@ -131,26 +131,14 @@ def construction_error(trainer: str, error: Exception, agent_overrides: list[str
     """The library's own ValueError/TypeError while building its agent, as one paragraph that
     names the agent keys the command line set (the likely cause) and where the rest come from."""
     reason = " ".join(str(error).split())[:300] or type(error).__name__
-    named = f"the agent keys set on the command line: {', '.join(agent_overrides)}" if agent_overrides else (
-        "no agent key was set on the command line"
-    )
     return AgentConfigError(
         f"trainer={trainer} rejected the agent config while building its agent ({type(error).__name__}: {reason}); "
-        f"{named}. The task's agent settings are conf/agent/<task>/{trainer}.yaml; fix the agent.<key> value "
+        f"the agent keys set on the command line: {', '.join(agent_overrides)}. The task's agent settings are conf/agent/<task>/{trainer}.yaml; fix the agent.<key> value "
         "the library names."
     )
 
 
 _ABSENT = object()
-
-
-def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return _ABSENT
-        node = node[part]
-    return node
 
 
 def _dotted_keys(config: Mapping[str, Any], prefix: str = "") -> list[str]:

@@ -162,9 +162,10 @@ def train_in(run_dir: Path, cfg: DictConfig, ranks: Ranks) -> TrainSummary:
         except (ValueError, TypeError) as error:
             # Raised before the first iteration, by the library building its agent from the
             # agent config: the user's input, said with the agent keys they set.
-            if isinstance(error, USER_ERRORS) or fingerprints.written or not agent_overrides():
+            overrides = agent_overrides()
+            if isinstance(error, USER_ERRORS) or fingerprints.written or not overrides:
                 raise
-            raise construction_error(str(cfg.trainer.name), error, agent_overrides()) from None
+            raise construction_error(str(cfg.trainer.name), error, overrides) from None
     seconds = time.perf_counter() - start
     if ranks.is_main:
         write_run_summary(run_dir, summary, seconds, fingerprints.written)
