@@ -26,7 +26,9 @@ What seedlock decides, and why:
   kept as they were; the re-seeding itself restarts the RNGs from the run's seed.
 - Episode returns and lengths are recorded into the same ``EpisodeStatistics`` as the embedded
   tasks, so fingerprints carry the mean return for every library.
-- A run cannot continue from a checkpoint: the simulator's state (PhysX, renderer) cannot be saved.
+- A run cannot continue from a checkpoint: Isaac Lab saves no simulation state (Newton, PhysX, the
+  env's own counters). Its checkpoints still play and export: :meth:`IsaacLabTask.stepped` is the
+  task as seedlock-play steps it; gif= is refused (frames need Isaac Sim's RTX renderer).
 - Isaac Sim starts once per process, so one Isaac Lab run per process (no in-process sweeps).
 
 The 2.x path has not run on Isaac Sim: it is tested with fakes of Isaac Lab's modules (tests/fakes/).
@@ -52,15 +54,21 @@ from omegaconf import DictConfig, OmegaConf
 
 from determinism.torch_flags import torch_flags_kept
 from tasks import TaskConfigError
-from tasks.cartpole import EpisodeStatistics
+from tasks.cartpole import EpisodeStatistics, StepResult
 
 REQUIRED_PACKAGES = ("isaacsim", "isaaclab", "isaaclab_tasks", "isaaclab_rl")
 KITS_DIR = Path(__file__).resolve().parent.parent / "kits"
 # AppLauncher arguments that the run config owns (renderer=, device=), not task.app.
 RUN_OWNED_APP_ARGS = {"experience": "renderer=", "device": "device=", "distributed": "distributed="}
 RESUME_REFUSED = (
-    "task=isaaclab runs cannot continue from a checkpoint: Isaac Sim's simulation and rendering "
-    "state cannot be saved, so a continued run would not be the same run. Start a new run instead."
+    "task=isaaclab runs cannot continue from a checkpoint: Isaac Lab saves no simulation state (not "
+    "Newton's or PhysX's bodies and joints, nor its env's episode counters and warp random states), so "
+    "a continued run would not be the same run. Start a new run instead; seedlock-play and "
+    "seedlock-export do read the checkpoint."
+)
+GIF_REFUSED = (
+    "gif= cannot film task=isaaclab: Isaac Lab draws frames only through Isaac Sim's RTX renderer, "
+    "which its kitless (Newton) tasks do not start. Leave gif= out; the returns are still measured."
 )
 
 _launched: dict[str, Any] | None = None  # launch_info of the Isaac Sim this process started
@@ -108,6 +116,10 @@ class IsaacLabTask:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         raise RuntimeError(RESUME_REFUSED)
 
+    def stepped(self) -> SteppedIsaacLabTask:
+        """This task as seedlock-play and seedlock-export step it (a batched task)."""
+        return SteppedIsaacLabTask(self)
+
     def close(self) -> None:
         """Close the env, then Isaac Sim. Closing Isaac Sim can end the process (Kit's fast
         shutdown), so this comes last and flushes what the run printed first."""
@@ -115,6 +127,41 @@ class IsaacLabTask:
         sys.stdout.flush()
         sys.stderr.flush()
         self.app.close()
+
+
+class SteppedIsaacLabTask:
+    """An Isaac Lab task stepped by seedlock, with the batched interface of the embedded tasks
+    (``BatchedTask``): seedlock-play and seedlock-export act on its ``policy`` observations with a
+    library's trained policy, as the library's Isaac Lab wrapper would hand them over. Isaac Lab
+    resets finished envs inside its step, so ``final_obs`` is the observation after that reset."""
+
+    def __init__(self, task: IsaacLabTask) -> None:
+        self.task = task
+        self._obs: torch.Tensor | None = None
+
+    @property
+    def num_envs(self) -> int:
+        return self.task.num_envs
+
+    @property
+    def device(self) -> torch.device:
+        return self.task.device
+
+    @property
+    def num_actions(self) -> int:
+        return int(self.task.env.unwrapped.single_action_space.shape[0])
+
+    def observations(self) -> torch.Tensor:
+        if self._obs is None:
+            obs, _ = self.task.env.reset()
+            self._obs = obs["policy"]
+        return self._obs
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        self.observations()  # reset first: gymnasium refuses a step before the first reset
+        obs, reward, terminated, truncated, _ = self.task.env.step(actions.to(self.device))
+        self._obs = obs["policy"]
+        return StepResult(self._obs, reward, terminated, truncated, self._obs)
 
 
 def is_isaaclab(env: Any) -> bool:

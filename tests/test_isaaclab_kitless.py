@@ -13,7 +13,7 @@ import pytest
 
 from determinism import read_fingerprints
 from tasks.isaaclab import isaaclab_major
-from tests.support import TRAINERS, _command, run_train
+from tests.support import SEEDLOCK_EXPORT, TRAINERS, _command, run_play, run_train
 
 pytestmark = [
     pytest.mark.isaaclab,
@@ -65,6 +65,20 @@ def test_a_short_run_on_cartpole_direct_raises_the_mean_return(asset_root: Path,
     returns = [line["mean_return"] for line in lines if line["mean_return"] is not None]  # once episodes end
     early, late = max(returns[:10]), sum(returns[-5:]) / 5
     assert late > early + 1.0, returns
+    # The trained checkpoint plays as well as it trained (Isaac Lab's observations reach the library's
+    # own inference path as in training), the same returns in two processes, and exports.
+    played = []
+    for name in ("a", "b"):
+        result = run_play(f"checkpoint={tmp_path / 'run'}", "episodes=16", f"out={tmp_path / name}.json", "progress=false")
+        assert result.returncode == 0, result.stderr
+        played.append(json.loads((tmp_path / f"{name}.json").read_text()))
+    assert played[0] == played[1]
+    assert played[0]["mean_return"] > early + 1.0, (played[0]["returns"], returns)
+    exported = subprocess.run([*SEEDLOCK_EXPORT, f"checkpoint={tmp_path / 'run'}"], capture_output=True, text=True, timeout=600)
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / "run" / "exported" / "policy.onnx").is_file()
+    differences = [float(value) for value in exported.stdout.rsplit("TorchScript ", 1)[1].split(", ONNX ")]
+    assert max(differences) < 1e-4, exported.stdout
 
 
 @pytest.mark.parametrize("trainer", TRAINERS)
@@ -89,3 +103,38 @@ def test_an_asset_root_without_the_assets_is_one_paragraph(tmp_path: Path) -> No
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "needs an asset that is not there" in result.stderr and "seedlock-isaaclab-assets" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_play_refuses_a_gif_and_says_why(asset_root: Path, tmp_path: Path) -> None:
+    run_train("trainer=skrl", *CARTPOLE, "max_iterations=1", f"task.asset_root={asset_root}", f"run_dir={tmp_path / 'a'}")
+    result = run_play(f"checkpoint={tmp_path / 'a'}", f"gif={tmp_path / 'a.gif'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "gif= cannot film task=isaaclab" in result.stderr and not (tmp_path / "a.gif").exists()
+
+
+def test_a_task_id_that_is_not_registered_is_one_paragraph_with_suggestions(tmp_path: Path) -> None:
+    result = run_train("trainer=rsl_rl", "task=isaaclab", "task.id=Isaac-Cartpol-Direct", "device=cpu",
+                       f"run_dir={tmp_path / 'run'}", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "task.id='Isaac-Cartpol-Direct' is not a registered Isaac Lab task" in result.stderr
+    assert "Did you mean Isaac-Cartpole-Direct" in result.stderr
+
+
+def test_task_env_sets_isaac_labs_env_cfg_and_refuses_an_unknown_key(asset_root: Path, tmp_path: Path) -> None:
+    """Half-second episodes (30 steps at 60 Hz) end inside skrl's first 32-step rollout."""
+    run_train("trainer=skrl", *CARTPOLE, "max_iterations=1", "+task.env.episode_length_s=0.5",
+              f"task.asset_root={asset_root}", f"run_dir={tmp_path / 'short'}")
+    [line] = read_fingerprints(tmp_path / "short" / "fingerprints.jsonl")
+    assert line["mean_episode_length"] is not None and line["mean_episode_length"] <= 30
+    result = run_train("trainer=skrl", *CARTPOLE, "+task.env.no_such_key=1", f"task.asset_root={asset_root}",
+                       f"run_dir={tmp_path / 'bad'}", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "task.env.no_such_key: the Isaac Lab env cfg CartpoleEnvCfg has no 'no_such_key'" in result.stderr
+
+
+def test_a_camera_agent_on_a_state_task_stops_with_a_message(asset_root: Path, tmp_path: Path) -> None:
+    """agent=isaaclab/rl_games is Isaac Lab's camera CNN; Cartpole-Direct observes four numbers."""
+    result = run_train("trainer=rl_games", *CARTPOLE, "agent=isaaclab/rl_games", f"task.asset_root={asset_root}",
+                       f"run_dir={tmp_path / 'run'}", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "is a CNN for camera frames" in result.stderr and "agent=cartpole/rl_games" in result.stderr

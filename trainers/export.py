@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from trainers.play import USER_ERRORS, PlayInputError, prepared_run, split_key_values
+from trainers.play import USER_ERRORS, PlayInputError, prepared_run, split_key_values, stepped
 
 EXIT_BAD_INPUT = 2
 BATCH = 64  # observations compared between the live and the exported policies
@@ -54,7 +54,7 @@ def export(checkpoint_arg: str, out: str | None) -> tuple[list[Path], dict[str, 
             raise PlayInputError(f"out={str(out_dir)!r} already exists; seedlock-export never replaces files. Choose another out=.")
         policy = adapter.policy_module(run, checkpoint)
         live = adapter.load_policy(run, checkpoint)  # the library's own inference path, as seedlock-play acts
-        observations = observation_batch(run.env)
+        observations = observation_batch(stepped(run.env))
         paths = write_exports(policy, observations, out_dir)
         return paths, compare_with_live(live, observations, paths)
 

@@ -31,6 +31,8 @@ from omegaconf.errors import OmegaConfBaseException
 import determinism
 import tasks
 import trainers
+from tasks.isaaclab import GIF_REFUSED, is_isaaclab
+from tasks.task import BatchedTask
 from trainers.interface import CheckpointError, TrainingRun, read_checkpoint_header, resolve_checkpoint
 from trainers.device_check import check_device
 from trainers.progress import ProgressBar, progress_enabled
@@ -121,6 +123,8 @@ def run_config(checkpoint: Path, num_envs: int, overrides: list[str], filming: b
     cfg.num_envs = num_envs
     cfg.checkpoint = None
     cfg.distributed = False
+    if filming and cfg.task.backend == "isaaclab":
+        raise PlayInputError(GIF_REFUSED)
     if filming and cfg.task.backend == "gym":
         cfg.task.env_kwargs = {**cfg.task.get("env_kwargs", {}), "render_mode": "rgb_array"}
     try:
@@ -159,7 +163,7 @@ def play(options: dict[str, Any], overrides: list[str]) -> Evaluation:
         policy = adapter.load_policy(run, checkpoint)
         frames: list[np.ndarray] = []
         with ProgressBar("episodes", episodes, progress_enabled(str(options["progress"]))) as bar:
-            returns, lengths = play_episodes(run.env, policy, frames if options["gif"] else None, int(options["gif_frames"]), bar)
+            returns, lengths = play_episodes(stepped(run.env), policy, frames if options["gif"] else None, int(options["gif_frames"]), bar)
         if options["gif"]:
             write_gif(frames, Path(options["gif"]), getattr(run.env, "frame_seconds", 1 / 30))
             print(f"seedlock-play: episode 1 filmed: {options['gif']}")
@@ -170,6 +174,11 @@ def play(options: dict[str, Any], overrides: list[str]) -> Evaluation:
     if options["out"]:
         Path(options["out"]).write_text(json.dumps(asdict(evaluation), indent=2) + "\n")
     return evaluation
+
+
+def stepped(env: Any) -> BatchedTask:
+    """The run's task as seedlock steps it: itself, or an Isaac Lab task's batched view."""
+    return env.stepped() if is_isaaclab(env) else env
 
 
 def play_episodes(

@@ -90,12 +90,13 @@ def train(run: TrainingRun) -> TrainSummary:
 
 
 def load_policy(run: TrainingRun, checkpoint: Path) -> Policy:
-    player, vec_env = restored_player(run, checkpoint)
+    player, clip_observations = restored_player(run, checkpoint)
     player.has_batch_dimension = True
 
     def act(obs: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return player.get_action(vec_env.clip_obs(obs.to(player.device)), is_deterministic=True)
+            clipped = obs.to(player.device).clamp(-clip_observations, clip_observations)  # as the vec env clips
+            return player.get_action(clipped, is_deterministic=True)
 
     return act
 
@@ -120,21 +121,22 @@ def policy_module(run: TrainingRun, checkpoint: Path) -> torch.nn.Module:
     """The deployable policy, obs -> deterministic action, as ``PpoPlayerContinuous.get_action``
     computes it: clip the observation, normalise it, the network's mean, then clamp to [-1, 1]
     and rescale to the action bounds."""
-    player, vec_env = restored_player(run, checkpoint)
-    return RlGamesPolicy(player, vec_env.clip_observations).eval()
+    player, clip_observations = restored_player(run, checkpoint)
+    return RlGamesPolicy(player, clip_observations).eval()
 
 
-def restored_player(run: TrainingRun, checkpoint: Path) -> tuple[players.PpoPlayerContinuous, RlGamesVecEnv]:
-    """rl_games' player with the checkpoint's model (play and export), and the vec env whose
-    clipping it acts with."""
+def restored_player(run: TrainingRun, checkpoint: Path) -> tuple[players.PpoPlayerContinuous, float]:
+    """rl_games' player with the checkpoint's model (play and export), and the observation clip
+    its vec env applied in training (the player acts on clipped observations)."""
     state = load_checkpoint(checkpoint, run)["library"]
     params = rl_games_params(run)
-    vec_env = RlGamesVecEnv(run.env, params["env"])
+    clipping = params.get("env", {})
+    vec_env = isaaclab_vec_env(run, clipping) if is_isaaclab(run.env) else RlGamesVecEnv(run.env, clipping)
     # env_info given: the player builds the model for these spaces and creates no env of its own.
     params["config"]["env_info"] = vec_env.get_env_info()
     player = players.PpoPlayerContinuous(params=params)
     player.model.load_state_dict(state["model"])  # the normalizers' running mean/std included
-    return player, vec_env
+    return player, float(clipping.get("clip_observations", math.inf))
 
 
 class RlGamesPolicy(torch.nn.Module):

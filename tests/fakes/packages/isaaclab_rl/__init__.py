@@ -1,2 +1,3 @@
-"""Fake ``isaaclab_rl`` (tests only): Isaac Lab 2.x's wrappers, one module per library, with the
-real constructor signatures and the behaviour seedlock relies on, reduced to the fake's needs."""
+"""Fake ``isaaclab_rl`` (tests only): Isaac Lab 2.x's RSL-RL wrapper, with the real constructor
+signature and the behaviour seedlock relies on. The real wrappers of all four libraries are
+tested with Isaac Lab 3.x in tests/test_isaaclab_kitless.py."""
