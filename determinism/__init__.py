@@ -24,12 +24,13 @@ from determinism.manifest import (
     git_state,
     tracked_env_vars,
 )
+from determinism.physics import PhysicsLock, lock_isaaclab_physics
 from determinism.seeding import ResolvedSeed, SeedError, env_seeds, make_generator, rank_seed, resolve_seed, seed_everything
 from determinism.torch_flags import DeterminismError, lock_torch, reserve_cublas_workspace
 
 __all__ = [
     "DeterminismError", "env_seeds", "Fingerprint", "FingerprintWriter", "ResolvedSeed", "RunManifest",
-    "SeedError", "apply", "fingerprint_optimizer", "fingerprint_parameters", "make_generator",
+    "PhysicsLock", "SeedError", "apply", "lock_isaaclab_physics", "fingerprint_optimizer", "fingerprint_parameters", "make_generator",
     "rank_seed", "read_fingerprints", "reserve_cublas_workspace", "resolve_seed", "resolve_seed_of",
 ]
 

@@ -40,6 +40,10 @@ class Divergence:
     tensors: list[TensorDifference] = field(default_factory=list)
     tensors_compared: int = 0
     lengths: tuple[int, int] = (0, 0)  # iterations in run 0 and in this run
+    # The first rollout step of that iteration whose observations differ (fingerprints'
+    # ``observations``), and how many steps the iteration has; None where they agree or were not kept.
+    observation_step: int | None = None
+    rollout_steps: int | None = None
 
 
 @dataclass
@@ -87,13 +91,21 @@ def first_divergence(
                 if expected["parameters"].get(name) != actual["parameters"].get(name)
             )
             tensors = tensor_differences(reference_dir, run_dir, iteration, names)
-            return Divergence(index, iteration, expected["env_steps"], fields, tensors,
-                              len(expected["parameters"]), lengths)
+            divergence = Divergence(index, iteration, expected["env_steps"], fields, tensors,
+                                    len(expected["parameters"]), lengths)
+            if "observations" in fields and expected.get("observations") and actual.get("observations"):
+                divergence.observation_step = first_unequal(expected["observations"], actual["observations"])
+                divergence.rollout_steps = len(expected["observations"])
+            return divergence
     # Equal as far as the shorter one goes: one run stopped early.
     position = min(lengths)
     longer = reference if lengths[0] > lengths[1] else lines
     return Divergence(index, longer[position]["iteration"], longer[position]["env_steps"],
                       ["missing iteration"], [], 0, lengths)
+
+
+def first_unequal(a: list[Any], b: list[Any]) -> int:
+    return next((index for index, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def tensor_differences(reference_dir: Path, run_dir: Path, iteration: int, names: list[str]) -> list[TensorDifference]:

@@ -105,6 +105,44 @@ class Fingerprint:
     mean_episode_length: float | None
     losses: dict[str, float]
     parameters: dict[str, str] = field(default_factory=dict)
+    # One digest per env step of the iteration's rollout (ObservationDigests): where two runs'
+    # observations first differ, before any parameter does, is the env's (the physics') doing.
+    observations: list[str] | None = None
+
+
+class ObservationDigests:
+    """Each env step's observations as one 48-bit number, computed on the env's device and read
+    back once per iteration (no host sync per step, so GPU runs keep their speed).
+
+    The digest sums every env's observation words as integers (the raw bits: a one-ulp change
+    changes it), then weights each env's sum by its index. Integer sums are exact and
+    order-free, so the digest itself is deterministic on any device. Off until a run turns it on
+    (``fingerprints.observations``): evaluation and benches step tasks without reading it."""
+
+    WORDS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self._pending: list[torch.Tensor] = []
+        self._weights: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+    def note(self, obs: torch.Tensor) -> None:
+        if not self.enabled:
+            return
+        rows = obs.detach().reshape(obs.shape[0] if obs.dim() > 1 else 1, -1).contiguous()
+        words = rows.view(self.WORDS[rows.element_size()])
+        key = (rows.shape[0], rows.device)
+        if key not in self._weights:
+            self._weights[key] = torch.arange(1, rows.shape[0] + 1, dtype=torch.int64, device=rows.device)
+        self._pending.append((words.sum(dim=1, dtype=torch.int64) * self._weights[key]).sum())
+
+    def drain(self) -> list[str] | None:
+        """The digests noted since the last drain, as hex, oldest first (None when off)."""
+        if not self.enabled:
+            return None
+        values = torch.stack(self._pending).cpu().tolist() if self._pending else []
+        self._pending.clear()
+        return [f"{value & 0xFFFFFFFFFFFF:012x}" for value in values]
 
 
 def snapshot_path(run_dir: Path, iteration: int) -> Path:

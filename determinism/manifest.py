@@ -52,6 +52,8 @@ class RunManifest:
     run_seed: int | None = None  # the run's seed (config.yaml's); equals seed outside distributed runs
     # A distributed run: this process's rank, the world size and the seed of every rank.
     distributed: dict[str, Any] | None = None
+    # What computes the physics and how far it is locked (determinism/physics.py).
+    physics: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n")

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from determinism import make_generator
+from determinism.fingerprint import ObservationDigests
 
 
 # observation layout [pole_angle, pole_vel, cart_pos, cart_vel] from the state's columns
@@ -150,6 +151,7 @@ class CartpoleEnv:
         self.state = torch.zeros(num_envs, 4, device=self.device)
         self.episode_length = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self.statistics = EpisodeStatistics(num_envs, self.device)
+        self.observation_digests = ObservationDigests()
         self._obs_columns = torch.tensor(OBS_COLUMNS, device=self.device)
         # the CUDA graph of the step, its static buffers and outputs (see _capture)
         self._warmed_up = False
@@ -209,6 +211,7 @@ class CartpoleEnv:
         else:
             result, done, length = self._advance(self._force(actions))
         self.statistics.record(result.reward, done, length)
+        self.observation_digests.note(result.obs)
         return result
 
     def _force(self, actions: torch.Tensor) -> torch.Tensor:

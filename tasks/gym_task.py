@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 
 import determinism
 from tasks import TaskConfigError
+from determinism.fingerprint import ObservationDigests
 from tasks.cartpole import EpisodeStatistics, StepResult
 
 DEFAULT_ID_HINT = "e.g. task.id=Pendulum-v1 or task.id=Ant-v5"
@@ -55,6 +56,7 @@ class GymTask:
         self._obs = self._tensor(obs)
         self.episode_length = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self.statistics = EpisodeStatistics(num_envs, self.device)
+        self.observation_digests = ObservationDigests()
 
     @property
     def num_actions(self) -> int:
@@ -83,6 +85,7 @@ class GymTask:
         done_t = terminated_t | truncated_t
         self.episode_length += 1
         self.statistics.record(reward_t, done_t, self.episode_length)
+        self.observation_digests.note(self._obs)
         self.episode_length = torch.where(done_t, torch.zeros_like(self.episode_length), self.episode_length)
         return StepResult(self._obs, reward_t, terminated_t, truncated_t, self._tensor(final_obs))
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium
 import torch
 
+from determinism.fingerprint import ObservationDigests
 from tasks.cartpole import EpisodeStatistics, StepResult
 
 
@@ -29,6 +30,11 @@ class Task(Protocol):
 
     @property
     def statistics(self) -> EpisodeStatistics: ...
+
+    @property
+    def observation_digests(self) -> ObservationDigests:
+        """Each step's observations, digested for the fingerprints (off unless a run turns it on)."""
+        ...
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps of the task, for a continued run to be the same run."""

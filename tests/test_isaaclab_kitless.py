@@ -11,9 +11,13 @@ from pathlib import Path
 
 import pytest
 
+import determinism
 from determinism import read_fingerprints
+from determinism.compare import compare_runs
+from determinism.physics import PhysicsNotLockedWarning
 from tasks.isaaclab import isaaclab_major
 from tests.support import SEEDLOCK_EXPORT, TRAINERS, _command, run_play, run_train
+from trainers.verify import render
 
 pytestmark = [
     pytest.mark.isaaclab,
@@ -48,8 +52,12 @@ def test_cartpole_direct_is_the_same_run_in_two_processes(asset_root: Path, tmp_
     files = [tmp_path / name / "fingerprints.jsonl" for name in ("a", "b")]
     assert files[0].read_bytes() == files[1].read_bytes()
     assert [line["iteration"] for line in read_fingerprints(files[0])] == list(range(ITERATIONS))
-    launched = json.loads((tmp_path / "a" / "manifest.json").read_text())["renderer"]["isaacsim"]
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    launched = manifest["renderer"]["isaacsim"]
     assert launched["kitless"] is True and launched["task_id"] == "Isaac-Cartpole-Direct"
+    physics = manifest["physics"]  # torch_deterministic=false: nothing set, and said so
+    assert (physics["engine"], physics["solver"], physics["device"]) == ("newton", "mujoco_warp", "cpu")
+    assert (physics["mode_requested"], physics["mode"], physics["settings"]) == ("not_guaranteed", "not_guaranteed", {})
 
 
 @pytest.mark.parametrize("trainer", TRAINERS)
@@ -138,3 +146,79 @@ def test_a_camera_agent_on_a_state_task_stops_with_a_message(asset_root: Path, t
                        f"run_dir={tmp_path / 'run'}", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "is a CNN for camera frames" in result.stderr and "agent=cartpole/rl_games" in result.stderr
+
+
+@pytest.mark.parametrize("physics", ["newton_mjwarp", "newton_xpbd"])
+def test_torch_deterministic_locks_the_physics_and_the_manifest_says_what_was_set(
+    asset_root: Path, tmp_path: Path, physics: str,
+) -> None:
+    """On the CPU warp runs kernels serially, so the locked run equals the unlocked one; the lock
+    is still set (Isaac Lab's deterministic mode compiles here) and recorded."""
+    runs = {}
+    for name, extra in (("locked", ["torch_deterministic=true"]), ("unlocked", [])):
+        run_train("trainer=rsl_rl", *CARTPOLE, "max_iterations=2", f"task.physics={physics}", *extra,
+                  f"task.asset_root={asset_root}", f"run_dir={tmp_path / name}")
+        runs[name] = json.loads((tmp_path / name / "manifest.json").read_text())["physics"]
+    locked = runs["locked"]
+    assert (locked["mode_requested"], locked["mode"], locked["preset"]) == ("run_to_run", "run_to_run", physics)
+    assert locked["settings"] == {"sim.physics.deterministic": True}
+    assert any("CollisionPipeline(deterministic=True)" in line for line in locked["applied_by_isaaclab"])
+    assert set(locked["versions"]) >= {"warp-lang", "newton", "mujoco-warp"} and locked["versions"]["warp-lang"]
+    assert "wp.config.deterministic is NOT_GUARANTEED" in locked["not_locked"]["wp.config.deterministic"]
+    assert runs["unlocked"]["mode"] == "not_guaranteed"
+    fingerprints = [(tmp_path / name / "fingerprints.jsonl").read_text() for name in ("locked", "unlocked")]
+    assert fingerprints[0] == fingerprints[1]
+
+
+def _mjwarp_physics() -> object:
+    from isaaclab_newton.physics import MJWarpSolverCfg, NewtonCfg
+
+    return NewtonCfg(solver_cfg=MJWarpSolverCfg())
+
+
+def test_strict_refuses_mujoco_warp_on_a_gpu_by_the_check_seedlock_makes() -> None:
+    """The GPU case, simulated by the check itself: Isaac Lab 3.0's MuJoCo Warp config, the versions
+    installed here, and device cuda:0. strict stops with one paragraph that names the solver, the
+    versions and what would work; nothing is set on the physics."""
+    physics = _mjwarp_physics()
+    with pytest.raises(determinism.DeterminismError) as refused:
+        determinism.lock_isaaclab_physics(physics, "cuda:0", True, "refuse", "newton_mjwarp", "Isaac-Ant-Direct")
+    message = str(refused.value)
+    assert "task.id=Isaac-Ant-Direct cannot run with locked physics on cuda:0" in message
+    assert "mujoco_warp (task.physics=newton_mjwarp; warp-lang 1.17.0" in message and "mujoco-warp 3.12.0" in message
+    assert "task.physics=newton_featherstone or task.physics=newton_xpbd" in message and "device=cpu" in message
+    assert "\n" not in message and physics.deterministic is False
+
+
+def test_torch_deterministic_alone_warns_once_and_runs_mujoco_warp_on_a_gpu_unlocked() -> None:
+    physics = _mjwarp_physics()
+    with pytest.warns(PhysicsNotLockedWarning, match="Running with the physics unlocked") as warned:
+        lock = determinism.lock_isaaclab_physics(physics, "cuda:0", True, "warn", None, "Isaac-Cartpole-Direct")
+    assert len(warned) == 1
+    assert (lock.mode_requested, lock.mode, lock.settings) == ("run_to_run", "not_guaranteed", {})
+    assert "solver mujoco_warp" in lock.not_locked and physics.deterministic is False  # the switch that would not compile
+
+
+def test_xpbd_on_a_gpu_is_locked_by_the_same_check() -> None:
+    from isaaclab_newton.physics import NewtonCfg, XPBDSolverCfg
+
+    physics = NewtonCfg(solver_cfg=XPBDSolverCfg())
+    lock = determinism.lock_isaaclab_physics(physics, "cuda:0", True, "refuse", "newton_xpbd", "Isaac-Ant-Direct")
+    assert (lock.mode, physics.deterministic) == ("run_to_run", True)
+
+
+def test_verify_names_the_rollout_step_where_the_observations_first_differ(asset_root: Path, tmp_path: Path) -> None:
+    """A physics-only difference planted in the second run (the cart is reset at 2.9 m instead of
+    3.0 m): both runs start from the same seed and parameters, and the report names the first
+    iteration and rollout step whose observations differ, before any parameter does."""
+    for name, extra in (("a", []), ("b", ["+task.env.max_cart_pos=2.9"])):
+        run_train("trainer=rsl_rl", *CARTPOLE, *extra, f"task.asset_root={asset_root}", f"run_dir={tmp_path / name}")
+    comparison = compare_runs([tmp_path / "a", tmp_path / "b"])
+    [divergence] = comparison.divergences
+    a, b = (read_fingerprints(tmp_path / name / "fingerprints.jsonl") for name in ("a", "b"))
+    iteration = divergence.iteration
+    assert all(x["parameters_sha256"] == y["parameters_sha256"] for x, y in zip(a[:iteration], b[:iteration]))
+    step = next(k for k, (x, y) in enumerate(zip(a[iteration]["observations"], b[iteration]["observations"])) if x != y)
+    assert divergence.observation_step == step and divergence.rollout_steps == len(a[iteration]["observations"])
+    report = render(comparison)
+    assert f"observations differ first at rollout step {step} of {divergence.rollout_steps} in iteration {iteration}" in report

@@ -100,6 +100,7 @@ def record_iteration(
         mean_episode_length=run.env.statistics.mean_length(),
         losses={key: float(value) for key, value in losses.items()},
         parameters=per_tensor,
+        observations=run.env.observation_digests.drain(),
     )
     run.fingerprints.write(fingerprint, named)
     if run.progress is not None:

@@ -14,6 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
 from determinism.conv import CONV_WEIGHT_GRADS
+from determinism.physics import UNLOCKABLE_POLICIES
 
 
 class ConfigError(ValueError):
@@ -54,6 +55,9 @@ class DeterminismConfig:
     num_threads: Optional[int] = None  # pin torch's intra-op threads (null: leave as is)
     conv_weight_grad: str = "matmul"  # Conv2d's deterministic weight gradient on CUDA: matmul or cudnn
     fill_uninitialized_memory: bool = False  # torch's NaN fill of new tensors (determinism=strict: true)
+    # torch_deterministic=true on physics with no deterministic mode here (MuJoCo Warp on a GPU):
+    # warn (run unlocked, recorded as not_guaranteed) or refuse (determinism=strict). determinism/physics.py
+    unlockable_physics: str = "warn"
 
 
 @dataclass
@@ -77,6 +81,9 @@ class FingerprintsConfig:
     # Keep each iteration's parameter tensors in run_dir/snapshots/, so that a divergence can be
     # measured; seedlock-verify turns it on.
     snapshots: bool = False
+    # A digest of every env step's observations in each line, so that seedlock-verify can name the
+    # rollout step where two runs' observations (the env, the physics) first differ.
+    observations: bool = True
 
 
 @dataclass
@@ -129,6 +136,11 @@ def validate(cfg: DictConfig) -> None:
 
     check_device(str(cfg.device))
     check_agent_config(str(cfg.trainer.name), cfg.agent)
+    if cfg.determinism.unlockable_physics not in UNLOCKABLE_POLICIES:
+        raise ConfigError(
+            f"determinism.unlockable_physics={cfg.determinism.unlockable_physics!r} is not valid: choose warn "
+            "(run physics that cannot be locked here unlocked, recorded as not_guaranteed) or refuse (stop first)."
+        )
     if cfg.determinism.conv_weight_grad not in CONV_WEIGHT_GRADS:
         raise ConfigError(
             f"determinism.conv_weight_grad={cfg.determinism.conv_weight_grad!r} is not valid: choose "

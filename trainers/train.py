@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 import determinism
+from determinism.physics import torch_physics
 import tasks
 import trainers
 from trainers import distributed
@@ -144,7 +145,11 @@ def train_in(run_dir: Path, cfg: DictConfig, ranks: Ranks) -> TrainSummary:
     # The env before the run dir's files: a task that cannot be built (bad task.env key, Isaac Lab
     # missing) leaves no half-made run behind.
     env = tasks.make_for_run(cfg, manifest.seed)
+    env.observation_digests.enabled = bool(cfg.fingerprints.observations)
     manifest.renderer = rendering_applied(cfg, env)
+    manifest.physics = getattr(env, "physics", None) or torch_physics(
+        str(cfg.task.name), str(cfg.task.backend), str(cfg.device), bool(cfg.torch_deterministic)
+    )
     files_dir = ranks.files_dir(run_dir)  # rank r > 0: run_dir/ranks/<r>
     files_dir.mkdir(parents=True, exist_ok=True)
     if ranks.is_main:

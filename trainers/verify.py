@@ -159,6 +159,13 @@ def render(comparison: Comparison) -> str:
             f"DIFFERENT: run {divergence.run} differs from run 0 first at iteration {divergence.iteration} "
             f"(env steps {divergence.env_steps:,}); fields that differ: {', '.join(divergence.fields)}."
         )
+        if divergence.observation_step is not None:
+            lines.append(
+                f"  the observations differ first at rollout step {divergence.observation_step} of "
+                f"{divergence.rollout_steps} in iteration {divergence.iteration}, the parameters being equal "
+                "until then: the env's physics (or the actions fed to it at that step) diverged first, "
+                "not the library's update."
+            )
         if divergence.lengths[0] != divergence.lengths[1]:
             lines.append(f"  run 0 has {divergence.lengths[0]} iterations, run {divergence.run} has {divergence.lengths[1]}.")
         if divergence.tensors:
