@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from determinism.compare import first_unequal
+
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {
     "default": [],
@@ -87,13 +89,6 @@ def step_once(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def first_difference(a: list[str], b: list[str]) -> int | None:
-    for index, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            return index
-    return None if len(a) == len(b) else min(len(a), len(b))
-
-
 def run_cell(args: argparse.Namespace, task: str, physics: str, setting: str, work: Path) -> dict[str, Any]:
     """The two processes of one cell, one after the other (each has the GPU to itself)."""
     runs = []
@@ -114,7 +109,8 @@ def run_cell(args: argparse.Namespace, task: str, physics: str, setting: str, wo
         cell["outcome"] = "refused" if all("refused" in run for run in runs) else "failed"
         cell["message"] = next(run.get("refused") or run.get("failed") for run in runs if "refused" in run or "failed" in run)
         return cell
-    difference = first_difference(runs[0]["hashes"], runs[1]["hashes"])
+    hashes = runs[0]["hashes"], runs[1]["hashes"]
+    difference = None if hashes[0] == hashes[1] else first_unequal(*hashes)
     cell.update(
         outcome="identical" if difference is None else "differ",
         first_divergent_step=difference,

@@ -74,20 +74,24 @@ class Unlockable:
     distribution: str  # whose version decides
     up_to: str | None  # the last version known to fail; None: every version
     why: str
+    after: str | None = None  # the last version known to work, below the failing ones
 
     def applies(self, solver: str, device_type: str, versions: Mapping[str, str | None]) -> bool:
         if (solver, device_type) != (self.solver, self.device_type):
             return False
         version = versions.get(self.distribution)
-        return self.up_to is None or version is None or Version(version) <= Version(self.up_to)
+        if version is None or self.up_to is None:
+            return True
+        return Version(version) <= Version(self.up_to) and (self.after is None or Version(version) > Version(self.after))
 
 
 UNLOCKABLE = (
     Unlockable(
         "mujoco_warp", "cuda", "mujoco-warp", "3.17",
-        "MuJoCo Warp's kernels do not compile in warp's deterministic mode (measured on an H200 with "
-        "warp 1.17-1.19 and mujoco-warp 3.12-3.17: a kernel mixes max and add reductions), and without "
-        "it two runs differ from the first contact",
+        "MuJoCo Warp's kernels do not compile in warp's deterministic mode on this version (measured on an "
+        "H200 with warp 1.19, newton 1.8 and mujoco-warp 3.17; Isaac Lab 3.0's pins, mujoco-warp 3.12, do), "
+        "and without it two runs differ from the first contact",
+        after="3.12.0",
     ),
     Unlockable(
         "kamino", "cuda", "newton", None,
@@ -95,8 +99,9 @@ UNLOCKABLE = (
         "only, and Kamino's kernels accumulate with atomics",
     ),
 )
-# What would run reproducibly instead, for the messages: seedlock's presets (tasks/isaaclab.py).
-LOCKABLE_PRESETS = ("newton_featherstone", "newton_xpbd")
+# What would run reproducibly instead, for the messages: seedlock's preset (tasks/isaaclab.py) that
+# locked and trained Cartpole- and Ant-Direct; newton_xpbd locks too but Ant's training turned NaN.
+LOCKABLE_PRESETS = ("newton_featherstone",)
 
 
 @dataclass
@@ -225,7 +230,7 @@ def not_lockable(lock: PhysicsLock, why: str, unlockable_physics: str, task_id: 
     message = (
         f"task.id={task_id} cannot run with locked physics on {lock.device}: its solver, {lock.solver} ({preset}; "
         f"{versions}), has no deterministic mode that works here: {why}. What would: task.physics="
-        f"{' or task.physics='.join(LOCKABLE_PRESETS)} (Newton solvers whose deterministic mode compiles), or "
+        f"{' or task.physics='.join(LOCKABLE_PRESETS)} (Newton's Featherstone solver, whose deterministic mode works here), or "
         "device=cpu (warp runs CPU kernels serially, the same every run)"
     )
     if unlockable_physics == "refuse":
@@ -262,3 +267,32 @@ def torch_physics(task: str, backend: str, device: str, torch_deterministic: boo
         "mode": "torch_deterministic" if torch_deterministic else NOT_GUARANTEED,
         "reproducible": "as PyTorch's own kernels: the step is PyTorch code, locked with it",
     }
+
+
+def task_refuses_lock(
+    lock: PhysicsLock, physics_cfg: Any, reason: str, unlockable_physics: str, task_id: str,
+) -> PhysicsLock:
+    """The task itself cannot run with locked physics, which Isaac Lab says only while it builds
+    the task (MuJoCo Warp's sensor stage feeds a sensor the task reads, such as Ant's joint
+    wrenches): refuse under ``refuse``; under ``warn``, take the switches back off so that the
+    caller builds the task again, unlocked, and record why."""
+    message = (
+        f"task.id={task_id} cannot run with locked physics: Isaac Lab refuses the deterministic mode of its "
+        f"solver, {lock.solver}: {reason.strip()} What would: task.physics={' or task.physics='.join(LOCKABLE_PRESETS)} "
+        "(no MuJoCo sensor stage), or torch_deterministic without determinism=strict to run it unlocked"
+    )
+    if unlockable_physics == "refuse":
+        raise DeterminismError(f"{message} (recorded as not_guaranteed).")
+    warnings.warn(f"{message}. Running with the physics unlocked (manifest.json: physics.mode not_guaranteed).",
+                  PhysicsNotLockedWarning, stacklevel=3)
+    physics_cfg.deterministic = False
+    solver_cfg = getattr(physics_cfg, "solver_cfg", None)
+    if lock.solver == "mujoco_warp" and solver_cfg is not None:
+        solver_cfg.disable_sensors = False  # Isaac Lab turned it on for the lock; the task needs its sensors
+    lock.settings = {}
+    lock.applied_by_isaaclab = []
+    lock.mode = NOT_GUARANTEED
+    lock.not_locked[f"task {task_id}"] = reason.strip()
+    on_cpu = lock.device.split(":")[0] == "cpu"
+    lock.reproducible = "yes: warp runs CPU kernels serially" if on_cpu else "no guarantee: the task cannot be locked (see not_locked)"
+    return lock

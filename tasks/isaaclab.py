@@ -54,6 +54,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import determinism
+import determinism.physics
 from determinism.fingerprint import ObservationDigests
 from determinism.torch_flags import torch_flags_kept
 from tasks import TaskConfigError
@@ -73,6 +74,9 @@ GIF_REFUSED = (
     "gif= cannot film task=isaaclab: Isaac Lab draws frames only through Isaac Sim's RTX renderer, "
     "which its kitless (Newton) tasks do not start. Leave gif= out; the returns are still measured."
 )
+
+# What Isaac Lab 3.0's NewtonManager says when a task's sensors rule out deterministic physics.
+LOCK_REFUSED_BY_TASK = "does not support deterministic physics"
 
 _launched: dict[str, Any] | None = None  # launch_info of the Isaac Sim this process started
 
@@ -258,8 +262,22 @@ def make_kitless(cfg: DictConfig, seed: int) -> IsaacLabTask:
         "versions": isaaclab_versions(),
     }
     try:
-        with torch_flags_kept():
-            env = gymnasium.make(task_id, cfg=env_cfg, render_mode=None)
+        try:
+            with torch_flags_kept():
+                env = gymnasium.make(task_id, cfg=env_cfg, render_mode=None)
+        except ValueError as error:
+            if LOCK_REFUSED_BY_TASK not in str(error):
+                raise
+            # Isaac Lab refuses the physics lock for this task (its sensors need MuJoCo Warp's sensor
+            # stage): determinism decides (refuse, or warn and unlock), then the task is built again.
+            simulation.close()
+            physics = determinism.physics.task_refuses_lock(
+                physics, env_cfg.sim.physics, str(error), str(cfg.determinism.get("unlockable_physics", "warn")), task_id,
+            )
+            simulation = contextlib.ExitStack()
+            simulation.enter_context(launch_simulation(env_cfg, {"visualizer": []}))
+            with torch_flags_kept():
+                env = gymnasium.make(task_id, cfg=env_cfg, render_mode=None)
     except FileNotFoundError as error:  # Isaac Lab's retrieve_file_path: an asset it cannot find
         simulation.close()
         root = os.environ.get("ISAACSIM_ASSET_ROOT") or "NVIDIA's asset server (no task.asset_root set)"
@@ -274,16 +292,20 @@ def make_kitless(cfg: DictConfig, seed: int) -> IsaacLabTask:
 
 
 def newton_featherstone() -> Any:
-    """Newton's Featherstone articulation solver, 4 substeps a physics step: deterministic on a GPU
-    under warp's RUN_TO_RUN (Isaac Lab 3.0 accepts a mode for it), unlike MuJoCo Warp there."""
+    """Newton's Featherstone articulation solver, 16 substeps a physics step: deterministic on a GPU
+    under warp's RUN_TO_RUN with a sorted collision pipeline (Cartpole- and Ant-Direct, H200), where
+    MuJoCo Warp cannot be locked for Ant. Explicit integration: at 4 substeps Ant's observations
+    turned NaN in training (CPU and H200), at 16 they did not (``+task.env.sim.physics.num_substeps``)."""
     from isaaclab_newton.physics import FeatherstoneSolverCfg, NewtonCfg
 
-    return NewtonCfg(solver_cfg=FeatherstoneSolverCfg(), num_substeps=4, use_cuda_graph=True)
+    return NewtonCfg(solver_cfg=FeatherstoneSolverCfg(), num_substeps=16, use_cuda_graph=True)
 
 
 def newton_xpbd() -> Any:
     """Newton's XPBD solver, 4 substeps a physics step: deterministic on a GPU with its
-    RUN_TO_RUN mode and a sorted collision pipeline (measured on an H200, Newton's Ant scene)."""
+    RUN_TO_RUN mode and a sorted collision pipeline (H200: Cartpole-Direct, and Ant-Direct's
+    physics), but Ant-Direct's observations turn NaN in training with Newton's stand-in Ant (CPU and
+    H200, at 4 and 16 substeps): use it for Cartpole, newton_featherstone for Ant."""
     from isaaclab_newton.physics import NewtonCfg, XPBDSolverCfg
 
     return NewtonCfg(solver_cfg=XPBDSolverCfg(), num_substeps=4, use_cuda_graph=True)

@@ -14,7 +14,7 @@ import pytest
 import determinism
 from determinism import read_fingerprints
 from determinism.compare import compare_runs
-from determinism.physics import PhysicsNotLockedWarning
+from determinism.physics import PhysicsNotLockedWarning, unlockable_reason
 from tasks.isaaclab import isaaclab_major
 from tests.support import SEEDLOCK_EXPORT, TRAINERS, _command, run_play, run_train
 from trainers.verify import render
@@ -148,7 +148,7 @@ def test_a_camera_agent_on_a_state_task_stops_with_a_message(asset_root: Path, t
     assert "is a CNN for camera frames" in result.stderr and "agent=cartpole/rl_games" in result.stderr
 
 
-@pytest.mark.parametrize("physics", ["newton_mjwarp", "newton_xpbd"])
+@pytest.mark.parametrize("physics", ["newton_mjwarp", "newton_featherstone"])
 def test_torch_deterministic_locks_the_physics_and_the_manifest_says_what_was_set(
     asset_root: Path, tmp_path: Path, physics: str,
 ) -> None:
@@ -170,33 +170,47 @@ def test_torch_deterministic_locks_the_physics_and_the_manifest_says_what_was_se
     assert fingerprints[0] == fingerprints[1]
 
 
-def _mjwarp_physics() -> object:
-    from isaaclab_newton.physics import MJWarpSolverCfg, NewtonCfg
+def _kamino_physics() -> object:
+    from isaaclab_newton.physics import KaminoPADMMSolverCfg, NewtonCfg
 
-    return NewtonCfg(solver_cfg=MJWarpSolverCfg())
+    return NewtonCfg(solver_cfg=KaminoPADMMSolverCfg(sparse_jacobian=True))
 
 
-def test_strict_refuses_mujoco_warp_on_a_gpu_by_the_check_seedlock_makes() -> None:
-    """The GPU case, simulated by the check itself: Isaac Lab 3.0's MuJoCo Warp config, the versions
-    installed here, and device cuda:0. strict stops with one paragraph that names the solver, the
-    versions and what would work; nothing is set on the physics."""
-    physics = _mjwarp_physics()
+def test_strict_refuses_a_solver_that_cannot_be_locked_on_a_gpu_by_the_check_seedlock_makes() -> None:
+    """The GPU case, simulated by the check itself: Isaac Lab 3.0's Kamino preset (Cartpole's
+    newton_kamino; Isaac Lab offers no deterministic mode for it), the versions installed here, and
+    device cuda:0. strict stops with one paragraph that names the solver, the versions and what
+    would work; nothing is set on the physics."""
+    physics = _kamino_physics()
     with pytest.raises(determinism.DeterminismError) as refused:
-        determinism.lock_isaaclab_physics(physics, "cuda:0", True, "refuse", "newton_mjwarp", "Isaac-Ant-Direct")
+        determinism.lock_isaaclab_physics(physics, "cuda:0", True, "refuse", "newton_kamino", "Isaac-Cartpole-Direct")
     message = str(refused.value)
-    assert "task.id=Isaac-Ant-Direct cannot run with locked physics on cuda:0" in message
-    assert "mujoco_warp (task.physics=newton_mjwarp; warp-lang 1.17.0" in message and "mujoco-warp 3.12.0" in message
-    assert "task.physics=newton_featherstone or task.physics=newton_xpbd" in message and "device=cpu" in message
+    assert "task.id=Isaac-Cartpole-Direct cannot run with locked physics on cuda:0" in message
+    assert "kamino (task.physics=newton_kamino; warp-lang 1.17.0" in message and "newton 1.6.1" in message
+    assert "What would: task.physics=newton_featherstone" in message and "device=cpu" in message
     assert "\n" not in message and physics.deterministic is False
 
 
-def test_torch_deterministic_alone_warns_once_and_runs_mujoco_warp_on_a_gpu_unlocked() -> None:
-    physics = _mjwarp_physics()
+def test_torch_deterministic_alone_warns_once_and_runs_it_unlocked() -> None:
+    physics = _kamino_physics()
     with pytest.warns(PhysicsNotLockedWarning, match="Running with the physics unlocked") as warned:
         lock = determinism.lock_isaaclab_physics(physics, "cuda:0", True, "warn", None, "Isaac-Cartpole-Direct")
     assert len(warned) == 1
     assert (lock.mode_requested, lock.mode, lock.settings) == ("run_to_run", "not_guaranteed", {})
-    assert "solver mujoco_warp" in lock.not_locked and physics.deterministic is False  # the switch that would not compile
+    assert "solver kamino" in lock.not_locked and physics.deterministic is False
+
+
+def test_mujoco_warp_on_a_gpu_is_locked_on_the_versions_measured_to_work() -> None:
+    """H200: Isaac Lab 3.0's pins (mujoco-warp 3.12) compile MuJoCo Warp's deterministic mode and
+    repeat Cartpole-Direct; mujoco-warp 3.17 (newton 1.8) did not compile it."""
+    assert unlockable_reason("mujoco_warp", "cuda:0", {"mujoco-warp": "3.12.0"}) is None
+    assert "do not compile" in (unlockable_reason("mujoco_warp", "cuda:0", {"mujoco-warp": "3.17.0"}) or "")
+    assert unlockable_reason("mujoco_warp", "cpu", {"mujoco-warp": "3.17.0"}) is None
+    from isaaclab_newton.physics import MJWarpSolverCfg, NewtonCfg
+
+    physics = NewtonCfg(solver_cfg=MJWarpSolverCfg())
+    lock = determinism.lock_isaaclab_physics(physics, "cuda:0", True, "refuse", None, "Isaac-Cartpole-Direct")
+    assert (lock.mode, physics.deterministic) == ("run_to_run", True)
 
 
 def test_xpbd_on_a_gpu_is_locked_by_the_same_check() -> None:
@@ -222,3 +236,30 @@ def test_verify_names_the_rollout_step_where_the_observations_first_differ(asset
     assert divergence.observation_step == step and divergence.rollout_steps == len(a[iteration]["observations"])
     report = render(comparison)
     assert f"observations differ first at rollout step {step} of {divergence.rollout_steps} in iteration {iteration}" in report
+
+
+def test_a_task_whose_sensors_rule_out_the_lock_warns_and_runs_or_strict_refuses(asset_root: Path, tmp_path: Path) -> None:
+    """Isaac Lab 3.0 refuses MuJoCo Warp's deterministic mode for Ant-Direct (it reads joint wrenches
+    from MuJoCo's sensor stage), while it builds the task: torch_deterministic=true builds it again
+    unlocked, with one warning and the reason in the manifest; determinism=strict stops with one
+    paragraph that names Featherstone, which locks Ant."""
+    ant = ("trainer=skrl", "task=isaaclab/Isaac-Ant-Direct", "device=cpu", "num_envs=8", "max_iterations=1",
+           f"task.asset_root={asset_root}")
+    warned = run_train(*ant, "torch_deterministic=true", f"run_dir={tmp_path / 'warn'}")
+    assert warned.stderr.count("PhysicsNotLockedWarning") == 1 and "joint-wrench sensor" in warned.stderr
+    physics = json.loads((tmp_path / "warn" / "manifest.json").read_text())["physics"]
+    assert (physics["mode_requested"], physics["mode"], physics["settings"]) == ("run_to_run", "not_guaranteed", {})
+    assert "joint-wrench sensor" in physics["not_locked"]["task Isaac-Ant-Direct"]
+    refused = run_train(*ant, "determinism=strict", f"run_dir={tmp_path / 'strict'}", check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert "task.id=Isaac-Ant-Direct cannot run with locked physics" in refused.stderr
+    assert "task.physics=newton_featherstone" in refused.stderr and not (tmp_path / "strict").exists()
+
+
+def test_ant_direct_trains_locked_on_featherstone(asset_root: Path, tmp_path: Path) -> None:
+    run_train("trainer=rsl_rl", "task=isaaclab/Isaac-Ant-Direct", "device=cpu", "num_envs=16", "max_iterations=2",
+              "task.physics=newton_featherstone", "torch_deterministic=true", f"task.asset_root={asset_root}",
+              f"run_dir={tmp_path / 'run'}", timeout=1200)
+    physics = json.loads((tmp_path / "run" / "manifest.json").read_text())["physics"]
+    assert (physics["solver"], physics["mode"]) == ("featherstone", "run_to_run")
+    assert len(read_fingerprints(tmp_path / "run" / "fingerprints.jsonl")) == 2  # no NaN observations (RSL-RL checks)
