@@ -68,13 +68,19 @@ def check_input(runs: int, overrides: list[str]) -> DictConfig:
     """Compose the run config the runs will use, so bad input fails here, before any run."""
     if runs < 2:
         raise VerifyInputError(f"--runs={runs} is not valid: it takes at least 2 runs to compare.")
+    return composed(overrides, "seedlock-verify", OWNED_KEYS)
+
+
+def composed(overrides: list[str], program: str, owned: dict[str, str | None]) -> DictConfig:
+    """The run config of seedlock-train's ``overrides``, validated; bad input, or a key that
+    ``program`` sets itself (``owned``: key -> its own option), is a VerifyInputError paragraph."""
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if override in ("-m", "--multirun"):
-            raise VerifyInputError("-m/--multirun is not valid here: verify one config at a time.")
-        if key in OWNED_KEYS:
-            instead = f"; use {OWNED_KEYS[key]}" if OWNED_KEYS[key] else ""
-            raise VerifyInputError(f"{override!r} is not valid here: seedlock-verify sets {key} itself{instead}.")
+            raise VerifyInputError(f"-m/--multirun is not valid here: {program} takes one config at a time.")
+        if key in owned:
+            instead = f"; use {owned[key]}" if owned[key] else ""
+            raise VerifyInputError(f"{override!r} is not valid here: {program} sets {key} itself{instead}.")
     register()
     try:
         with initialize_config_module(config_module="conf", version_base="1.3"):
