@@ -126,7 +126,7 @@ def render(report: Audit) -> str:
     lines += [f"  {key:<24} {value}" for key, value in report.settings.items()]
     for title, findings in (("ops PyTorch flags as non-deterministic", report.ops),
                             ("RNGs seeded from the OS's entropy, outside seedlock's seeding (made; draws not tracked)", report.rngs),
-                            ("warp kernels that accumulate with atomics", report.warp_kernels)):
+                            ("warp kernels that accumulate with atomics (in the modules the run loaded)", report.warp_kernels)):
         lines.append(f"{title}: {len(findings) or 'none'}")
         lines += [f"  {finding.what}  at {finding.location}  x{finding.count}  {finding.detail}".rstrip() for finding in findings]
     lines += [f"not checked: {note}" for note in report.not_checked]
