@@ -43,6 +43,7 @@ from determinism.torch_flags import DeterminismError
 NOT_GUARANTEED = "not_guaranteed"
 RUN_TO_RUN = "run_to_run"
 UNLOCKABLE_POLICIES = ("warn", "refuse")
+SERIAL_CPU = "yes: warp runs CPU kernels serially"
 PHYSICS_DISTRIBUTIONS = ("warp-lang", "newton", "mujoco-warp", "mujoco", "isaaclab")  # isaaclab_newton ships in isaaclab
 # Isaac Lab 3.0's solver configs by class name -> seedlock's name for the solver.
 SOLVERS = {
@@ -156,12 +157,8 @@ def lock_isaaclab_physics(
     physics_cfg: Any, device: str, torch_deterministic: bool, unlockable_physics: str, preset: str | None, task_id: str,
 ) -> PhysicsLock:
     """Set the physics' deterministic switches on Isaac Lab's physics config (before the simulation
-    starts), or refuse/warn where the solver has none here; returns what was set, for the manifest."""
-    if unlockable_physics not in UNLOCKABLE_POLICIES:
-        raise DeterminismError(
-            f"determinism.unlockable_physics={unlockable_physics!r} is not valid: choose one of "
-            f"{', '.join(UNLOCKABLE_POLICIES)} (refuse: stop a torch_deterministic run whose physics cannot be locked)."
-        )
+    starts), or refuse/warn where the solver has none here; returns what was set, for the manifest.
+    ``unlockable_physics`` is warn or refuse (checked with the run config, trainers/run_config.py)."""
     engine, solver = solver_name(physics_cfg)
     versions = physics_versions()
     on_cpu = device.split(":")[0] == "cpu"
@@ -175,10 +172,12 @@ def lock_isaaclab_physics(
         lock.settings["task.env (the command line)"] = requested_in_task_env
         lock.mode = RUN_TO_RUN if requested_in_task_env.endswith("True") else requested_in_task_env.rsplit("=", 1)[1]
     if not torch_deterministic:
-        lock.reproducible = (
-            "yes on the CPU (warp runs kernels serially)" if on_cpu
-            else "no guarantee: torch_deterministic=false leaves the physics' atomics unordered"
-        )
+        if on_cpu:
+            lock.reproducible = SERIAL_CPU
+        elif requested_in_task_env:
+            lock.reproducible = "run to run on this GPU model where Isaac Lab accepts the switch task.env set"
+        else:
+            lock.reproducible = "no guarantee: torch_deterministic=false leaves the physics' atomics unordered"
         return lock
     why = None if on_cpu else unlockable_reason(solver, device, versions)
     if why is not None:
@@ -197,9 +196,7 @@ def lock_isaaclab_physics(
         lock.mode = RUN_TO_RUN
     else:  # on the CPU: Kamino, MuJoCo-C; reproducible without a mode
         lock.not_locked[f"solver {solver}"] = "Isaac Lab 3.0 has no deterministic mode for it; on the CPU none is needed"
-    lock.reproducible = (
-        "yes: warp runs CPU kernels serially" if on_cpu else "yes, run to run on this GPU model (warp RUN_TO_RUN)"
-    )
+    lock.reproducible = SERIAL_CPU if on_cpu else "yes, run to run on this GPU model (warp RUN_TO_RUN)"
     return lock
 
 
@@ -294,5 +291,5 @@ def task_refuses_lock(
     lock.mode = NOT_GUARANTEED
     lock.not_locked[f"task {task_id}"] = reason.strip()
     on_cpu = lock.device.split(":")[0] == "cpu"
-    lock.reproducible = "yes: warp runs CPU kernels serially" if on_cpu else "no guarantee: the task cannot be locked (see not_locked)"
+    lock.reproducible = SERIAL_CPU if on_cpu else "no guarantee: the task cannot be locked (see not_locked)"
     return lock
