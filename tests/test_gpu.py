@@ -168,3 +168,27 @@ def test_training_with_the_cuda_graph_step_equals_the_eager_step(tmp_path: Path,
     run_train(*size, f"run_dir={tmp_path / 'eager'}", "+task.env.cuda_graph=false")
     graph = (tmp_path / "graph" / "fingerprints.jsonl").read_text()
     assert graph and graph == (tmp_path / "eager" / "fingerprints.jsonl").read_text()
+
+
+def test_audit_names_a_planted_nondeterministic_cuda_op(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, restore_torch_state: None,
+) -> None:
+    """``index_add_`` on CUDA accumulates with atomics and has no deterministic implementation:
+    planted in the env step, seedlock-audit names it at its line, once per env step."""
+    import tasks.cartpole
+    from trainers import audit
+
+    step = tasks.cartpole.CartpoleEnv.step
+
+    def planted_step(self, actions):  # type: ignore[no-untyped-def]
+        scratch = torch.zeros(4, device=actions.device)
+        scratch.index_add_(0, torch.zeros(8, dtype=torch.long, device=actions.device), torch.ones(8, device=actions.device))
+        return step(self, actions)
+
+    monkeypatch.setattr(tasks.cartpole.CartpoleEnv, "step", planted_step)
+    with pytest.raises(SystemExit) as exited:
+        audit.main(["--audit-dir", str(tmp_path / "a"), "--iterations", "1", "trainer=rsl_rl", "device=cuda", "num_envs=64",
+                    "+task.env.cuda_graph=false"])  # the planted op runs eagerly, every step
+    assert exited.value.code == 1
+    report = json.loads((tmp_path / "a" / "audit.json").read_text())
+    assert any(op["what"].startswith("index_add") and "(planted_step)" in op["location"] for op in report["ops"]), report["ops"]
