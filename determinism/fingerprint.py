@@ -123,10 +123,14 @@ class ObservationDigests:
 
     def __init__(self) -> None:
         self.enabled = False
+        self.tracer: Any = None  # determinism.trace.Tracer of a fingerprints.trace=true run
         self._pending: list[torch.Tensor] = []
         self._weights: dict[tuple[int, torch.device], torch.Tensor] = {}
 
-    def note(self, obs: torch.Tensor) -> None:
+    def note(self, obs: torch.Tensor, actions: torch.Tensor | None = None, reward: torch.Tensor | None = None) -> None:
+        """One env step: its observations (and, for a trace, the actions it took and its rewards)."""
+        if self.tracer is not None:
+            self.tracer.env_step(obs, actions, reward)
         if not self.enabled:
             return
         rows = obs.detach().reshape(obs.shape[0] if obs.dim() > 1 else 1, -1).contiguous()

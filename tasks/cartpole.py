@@ -211,7 +211,7 @@ class CartpoleEnv:
         else:
             result, done, length = self._advance(self._force(actions))
         self.statistics.record(result.reward, done, length)
-        self.observation_digests.note(result.obs)
+        self.observation_digests.note(result.obs, actions, result.reward)
         return result
 
     def _force(self, actions: torch.Tensor) -> torch.Tensor:

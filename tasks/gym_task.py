@@ -85,7 +85,7 @@ class GymTask:
         done_t = terminated_t | truncated_t
         self.episode_length += 1
         self.statistics.record(reward_t, done_t, self.episode_length)
-        self.observation_digests.note(self._obs)
+        self.observation_digests.note(self._obs, actions, reward_t)
         self.episode_length = torch.where(done_t, torch.zeros_like(self.episode_length), self.episode_length)
         return StepResult(self._obs, reward_t, terminated_t, truncated_t, self._tensor(final_obs))
 

@@ -443,7 +443,7 @@ class EpisodeRecorder(gymnasium.Wrapper):
         lengths = self.env.unwrapped.episode_length_buf + 1
         obs, reward, terminated, truncated, extras = self.env.step(action)
         self.statistics.record(reward.detach(), terminated | truncated, lengths)
-        self.observation_digests.note(obs["policy"])
+        self.observation_digests.note(obs["policy"], action if isinstance(action, torch.Tensor) else None, reward)
         return obs, reward, terminated, truncated, extras
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:

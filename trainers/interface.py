@@ -103,6 +103,10 @@ def record_iteration(
         observations=run.env.observation_digests.drain(),
     )
     run.fingerprints.write(fingerprint, named)
+    tracer = run.env.observation_digests.tracer
+    if tracer is not None:
+        tracer.learn_names(modules)
+        tracer.flush(iteration)
     if run.progress is not None:
         run.progress.update(iteration + 1, env_steps, fingerprint.mean_return)
     return fingerprint

@@ -84,6 +84,9 @@ class FingerprintsConfig:
     # A digest of every env step's observations in each line, so that seedlock-verify can name the
     # rollout step where two runs' observations (the env, the physics) first differ.
     observations: bool = True
+    # Every env step's and every module call's digest in run_dir/trace.jsonl, for seedlock-verify
+    # --explain (determinism/trace.py); slow: for diagnosis.
+    trace: bool = False
 
 
 @dataclass

@@ -6,6 +6,7 @@ can initialise CUDA, identically for every library.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import determinism
 from determinism.physics import torch_physics
+from determinism.trace import Tracer
 import tasks
 import trainers
 from trainers import distributed
@@ -158,9 +160,12 @@ def train_in(run_dir: Path, cfg: DictConfig, ranks: Ranks) -> TrainSummary:
     adapter = trainers.adapter(cfg.trainer.name)
     start = time.perf_counter()
     show_bar = progress_enabled(str(cfg.progress), ranks.is_main and not in_sweep())
+    tracer = Tracer(files_dir) if cfg.fingerprints.get("trace") else None
+    env.observation_digests.tracer = tracer
     with (
         FingerprintWriter(files_dir, snapshots=cfg.fingerprints.snapshots) as fingerprints,
         ProgressBar("training", cfg.max_iterations, show_bar) as bar,
+        tracer or contextlib.nullcontext(),
     ):
         try:
             summary = adapter.train(TrainingRun(env, cfg, run_dir, manifest.seed, fingerprints, ranks, bar))

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
@@ -26,12 +27,14 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from determinism.compare import Comparison, compare_runs, prune_snapshots
+from determinism.trace import first_difference
 from trainers.run_config import ConfigError, register, validate
 
 REPORT_FILE = "verify.json"
 EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_BAD_INPUT, EXIT_RUN_FAILED = 0, 1, 2, 3
 # Overrides that verify decides itself.
-OWNED_KEYS = {"run_dir": "--verify-dir", "fingerprints.snapshots": None, "hydra.run.dir": "--verify-dir"}
+OWNED_KEYS = {"run_dir": "--verify-dir", "fingerprints.snapshots": None, "hydra.run.dir": "--verify-dir",
+              "fingerprints.trace": "--explain"}
 TENSORS_SHOWN = 20
 
 
@@ -52,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="where the runs and verify.json go (default runs/verify/<experiment>/<timestamp>)")
     parser.add_argument("--keep-snapshots", action="store_true",
                         help="keep every iteration's parameter snapshot (default: only those where runs differ)")
+    parser.add_argument("--explain", action="store_true",
+                        help="trace every env step, module call and gradient, and name the first that differs")
     parser.add_argument("overrides", nargs="*", help="seedlock-train overrides")
     args = parser.parse_args(argv)
     try:
@@ -61,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     except VerifyInputError as error:
         print(f"seedlock-verify: error: {error}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
-    sys.exit(verify(args.overrides, args.runs, verify_dir, keep_snapshots=args.keep_snapshots))
+    sys.exit(verify(args.overrides, args.runs, verify_dir, keep_snapshots=args.keep_snapshots, explain=args.explain))
 
 
 def check_input(runs: int, overrides: list[str]) -> DictConfig:
@@ -115,14 +120,16 @@ def refuse_existing(verify_dir: Path) -> None:
         )
 
 
-def verify(overrides: list[str], runs: int, verify_dir: Path, keep_snapshots: bool = False) -> int:
-    """Run, compare, report; returns the exit code."""
+def verify(overrides: list[str], runs: int, verify_dir: Path, keep_snapshots: bool = False, explain: bool = False) -> int:
+    """Run, compare, report; returns the exit code. ``explain``: the runs also trace their data
+    flow (determinism/trace.py), and a divergence is explained by the first event that differs."""
     verify_dir.mkdir(parents=True, exist_ok=True)
     print(f"seedlock-verify: {runs} runs of [{' '.join(overrides) or 'the default config'}] in {verify_dir}")
     run_dirs = [verify_dir / f"run_{index}" for index in range(runs)]
     seconds = []
     for index, run_dir in enumerate(run_dirs):
-        code, duration = train_once(overrides, run_dir, verify_dir / f"run_{index}.log", index, runs)
+        code, duration = train_once([*overrides, *(["fingerprints.trace=true"] if explain else [])], run_dir,
+                                    verify_dir / f"run_{index}.log", index, runs)
         seconds.append(round(duration, 2))
         if code != 0:
             log = (verify_dir / f"run_{index}.log").read_text()
@@ -134,8 +141,13 @@ def verify(overrides: list[str], runs: int, verify_dir: Path, keep_snapshots: bo
     if not keep_snapshots:
         prune_snapshots(run_dirs, {d.iteration for d in comparison.divergences if d.iteration is not None})
     report = {"overrides": overrides, "verify_dir": str(verify_dir), "run_seconds": seconds, **comparison.to_dict()}
+    explained = {d.run: first_difference(run_dirs[0], run_dirs[d.run]) for d in comparison.divergences} if explain else {}
+    report["explain"] = {run: asdict(found) if found else None for run, found in explained.items()}
     (verify_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     print(render(comparison))
+    for run, found in explained.items():
+        print(f"seedlock-verify: explain: run {run} vs run 0, first difference in data-flow order: "
+              + (f"{found.what}, in iteration {found.iteration}." if found else "none in the traces (the difference is after them)."))
     print(f"seedlock-verify: report: {verify_dir / REPORT_FILE}")
     return EXIT_IDENTICAL if comparison.identical else EXIT_DIFFERENT
 
