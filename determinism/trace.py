@@ -29,7 +29,9 @@ MODULE_OPS = {"Linear": "linear (addmm)", "Conv2d": "conv2d (cuDNN/oneDNN convol
 
 
 def digest(tensor: torch.Tensor) -> torch.Tensor:
-    """An exact, order-free integer digest of a tensor's bits, on its device."""
+    """An exact integer digest of a tensor's bits, on its device, weighted by position (a swap of
+    two elements shows). Heavier than ObservationDigests' row sums, which run every step of every
+    run; this one runs only in a traced, diagnostic run."""
     flat = tensor.detach().reshape(-1).contiguous()
     words = flat.view({1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[flat.element_size()])
     weights = torch.arange(1, words.numel() + 1, device=words.device, dtype=torch.int64) % 65521 + 1
