@@ -1,7 +1,7 @@
 """seedlock-verify --explain: two runs' traces (every env step's observations, actions and rewards,
 every module's output, every gradient) name the first thing that differs, in data-flow order, for
-every library. Divergence is planted by what the CPU offers: the env alone changed (gravity), and
-torch's RNG reseeded outside seedlock's seeding during the first env step (so the policy's action
+every library. Divergence is planted by what the CPU offers: the env alone changed (gravity), a
+different thread count for the update, and torch's RNG reseeded outside seedlock's seeding during the first env step (so the policy's action
 noise differs from the next step on, while everything before it is equal)."""
 
 from __future__ import annotations
@@ -55,6 +55,23 @@ def test_an_rng_drawn_outside_seedlocks_seeding_is_named_as_the_actions(
     assert found.what == "actions at rollout step 1" or (
         found.what.startswith("module ") and found.what.endswith("during rollout step 1")
     ), found
+
+
+@pytest.mark.parametrize("trainer", [param for param in TRAINER_PARAMS if param.values[0] != "sb3"])
+def test_a_different_thread_count_for_the_update_is_named_in_the_update(
+    tmp_path: Path, trainer: str, restore_torch_state: None,
+) -> None:
+    """4096 envs: the update's reductions over a whole batch are large enough for torch to split
+    them across threads, so 1 and 2 threads sum in another order there (and only there). Measured:
+    RSL-RL's std gradient, skrl's and rl_games' value normalisers in minibatch 0. SB3's minibatches
+    stay below torch's parallel grain: its runs were identical, so it is not planted here."""
+    for name, threads in (("a", 1), ("b", 2)):
+        trainers.train.run_training(compose_config(
+            f"trainer={trainer}", "num_envs=4096", "max_iterations=1", "fingerprints.trace=true", "progress=false",
+            f"determinism.num_threads={threads}", f"run_dir={tmp_path / name}",
+        ))
+    found = first_difference(tmp_path / "a", tmp_path / "b")
+    assert found is not None and found.iteration == 0 and "in the update's minibatch 0" in found.what, found
 
 
 def test_verify_explain_traces_the_runs_and_says_nothing_differs(tmp_path: Path) -> None:
