@@ -57,6 +57,7 @@ def test_an_rng_drawn_outside_seedlocks_seeding_is_named_as_the_actions(
     ), found
 
 
+@pytest.mark.slow  # 4096 envs, two runs per library: make test-all
 @pytest.mark.parametrize("trainer", [param for param in TRAINER_PARAMS if param.values[0] != "sb3"])
 def test_a_different_thread_count_for_the_update_is_named_in_the_update(
     tmp_path: Path, trainer: str, restore_torch_state: None,
