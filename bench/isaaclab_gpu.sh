@@ -5,7 +5,10 @@
 #
 #   bash bench/isaaclab_gpu.sh install            # unpack $WHEELS, install into $SITE, write assets
 #   bash bench/isaaclab_gpu.sh physics [args...]  # bench.physics_determinism, 4096 envs
-#   bash bench/isaaclab_gpu.sh train TASK [args]  # bench.train_determinism for TASK
+#   bash bench/isaaclab_gpu.sh train TASK [args]  # bench.train_determinism for TASK (TAG: file suffix)
+#   bash bench/isaaclab_gpu.sh embedded TASK [args]  # the same for an embedded task (cartpole, cartpole_rgb)
+#   bash bench/isaaclab_gpu.sh audit              # seedlock-audit's GPU tests, the camera task's audit,
+#                                                 # its op costs and seedlock-verify --explain
 set -euo pipefail
 WHEELS=${WHEELS:-/tmp/wheels}
 SITE=${SITE:-/tmp/site}
@@ -29,7 +32,21 @@ case "${1:-}" in
   train)
     task=$2; shift 2
     python3 -m bench.train_determinism --common "task=isaaclab/$task" device=cuda num_envs=4096 \
-      "task.asset_root=$ASSETS" "$@" --out "$OUT/train_determinism_cuda_$task.json"
+      "task.asset_root=$ASSETS" "$@" --out "$OUT/train_determinism_cuda_$(echo "${task#Isaac-}" | tr 'A-Z-' 'a-z_')${TAG:-}.json"
+    ;;
+  embedded)
+    task=$2; shift 2
+    python3 -m bench.train_determinism --common "task=$task" device=cuda "$@" --out "$OUT/train_determinism_cuda_$task${TAG:-}.json"
+    ;;
+  audit)
+    SEEDLOCK_GPU_RESULTS=$OUT/gpu_determinism_audit.jsonl python3 -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_gpu.py -k audit \
+      2>&1 | tee "$OUT/test_gpu_audit.txt" || true
+    rgb=(trainer=rl_games task=cartpole_rgb device=cuda num_envs=4096)
+    python3 -m trainers.audit --audit-dir /tmp/audit_rgb "${rgb[@]}" 2>&1 | tee "$OUT/audit_cartpole_rgb_cuda.txt" || true
+    cp /tmp/audit_rgb/audit.json "$OUT/audit_cartpole_rgb_cuda.json"
+    python3 -m bench.op_cost /tmp/audit_rgb/audit.json --out "$OUT/op_cost_cuda" || true
+    python3 -m trainers.verify --explain --verify-dir /tmp/explain_rgb "${rgb[@]}" max_iterations=2 2>&1 \
+      | tee "$OUT/explain_cartpole_rgb_cuda.txt" || true
     ;;
   *) sed -n 2,9p "$0"; exit 2 ;;
 esac

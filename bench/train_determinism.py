@@ -34,7 +34,9 @@ def train(overrides: list[str], run_dir: Path, timeout: float) -> dict[str, Any]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
-        return {"exit_code": done.returncode, "message": (lines[-1] if lines else done.stdout[-500:])[-1500:]}
+        # The last line is the error (or seedlock's refusal); the tail says where a library failed.
+        return {"exit_code": done.returncode, "message": (lines[-1] if lines else done.stdout[-500:])[-1500:],
+                "log_tail": "\n".join(lines[-25:])[-4000:]}
     summary = json.loads((run_dir / "summary.json").read_text())
     physics = json.loads((run_dir / "manifest.json").read_text()).get("physics", {})
     return {"exit_code": 0, "env_steps_per_s": summary["env_steps_per_second"], "physics_mode": physics.get("mode"),
@@ -53,6 +55,8 @@ def pair(trainer: str, variant: str, overrides: list[str], work: Path, args: arg
     if any(run["exit_code"] for run in runs):
         result.update(outcome="refused" if all(run["exit_code"] == 2 for run in runs) else "failed",
                       message=next(run["message"] for run in runs if run["exit_code"]))
+        if result["outcome"] == "failed":
+            result["log_tail"] = next(run["log_tail"] for run in runs if run["exit_code"])
         return result
     comparison = compare_runs(dirs)
     result.update(

@@ -11,6 +11,12 @@ A short run is watched by three probes, and the process's settings are read:
   the run builds and trains (also at an import), with its caller: seedlock seeds the global RNGs,
   these stand outside that seeding. Whether the run then draws from one is not tracked. Not watched (classes that other code subclasses or type-checks, or C
   methods): numpy's ``RandomState()``/``SeedSequence()`` made directly, ``torch.Generator.seed()``.
+- :func:`lockable_ops`: every op that is non-deterministic under torch's defaults and that
+  ``torch_deterministic=true`` replaces (:data:`LOCKABLE_OPS`: ``index_add_``/``scatter_add_`` on
+  CUDA, ...), seen by a dispatch mode (so the update's backward ops too, named at the
+  ``.backward()`` call), and every convolution module trained on CUDA (its weight gradient is
+  cuDNN's), with its input shape for ``bench/op_cost.py``. The PyTorch checks above cannot see
+  these: with the checks on, torch runs their deterministic version and says nothing.
 - :func:`warp_atomics`: the kernels of every warp module the run loaded that accumulate with
   atomics, and the module's deterministic mode (Isaac Lab 3.x on Newton).
 - :func:`settings_facts`: the settings that change results (TF32, cuDNN benchmark and
@@ -28,13 +34,16 @@ import sys
 import traceback
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from determinism.torch_flags import conv_precision, matmul_precision
 
 # Frames skipped when naming who called an op or made an RNG: torch itself, the probes, the
 # warnings machinery. The first other frame is the library's or seedlock's code.
@@ -58,6 +67,19 @@ class Finding:
     location: str
     count: int
     detail: str = ""
+    replacement: str = ""  # what torch_deterministic=true runs instead
+    module: str = ""  # the module that ran it, as PyTorch prints it (convolutions)
+    shapes: list[list[int]] = field(default_factory=list)  # its tensor arguments' shapes, first call
+
+
+@dataclass(frozen=True)
+class LockableOp:
+    """An op that differs between runs under torch's defaults (``when``) and that
+    ``torch_deterministic=true`` replaces with ``replacement``."""
+
+    when: str
+    replacement: str
+    applies: Callable[[tuple[Any, ...], dict[str, Any]], bool]
 
 
 @dataclass
@@ -65,6 +87,8 @@ class Probes:
     ops: Counter = field(default_factory=Counter)  # (op, location) -> calls
     op_messages: dict[tuple[str, str], str] = field(default_factory=dict)
     rngs: Counter = field(default_factory=Counter)  # (source, location) -> calls
+    lockable: Counter = field(default_factory=Counter)  # (op, location, module) -> calls
+    lockable_shapes: dict[tuple[str, str, str], list[list[int]]] = field(default_factory=dict)
 
     def op_findings(self, iterations: int) -> list[Finding]:
         return [
@@ -74,6 +98,14 @@ class Probes:
 
     def rng_findings(self) -> list[Finding]:
         return [Finding(source, location, count) for (source, location), count in self.rngs.most_common()]
+
+    def lockable_findings(self, iterations: int) -> list[Finding]:
+        findings = []
+        for (op, location, module), count in self.lockable.most_common():
+            rule = LOCKABLE_OPS.get(op, CONVOLUTION)
+            findings.append(Finding(op, location, count, f"{count / max(iterations, 1):g} per iteration; {rule.when}",
+                                    rule.replacement, module, self.lockable_shapes[(op, location, module)]))
+        return findings
 
 
 def caller(skip_harmless: bool = False) -> str | None:
@@ -167,6 +199,120 @@ def unseeded_rngs(probes: Probes) -> Iterator[None]:
             setattr(owner, name, original)
 
 
+def _tensors(args: tuple[Any, ...]) -> list[torch.Tensor]:
+    return [a for a in args if isinstance(a, torch.Tensor)] + [
+        t for a in args if isinstance(a, (list, tuple)) for t in a if isinstance(t, torch.Tensor)]
+
+
+def _on_cuda(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    return bool(args) and isinstance(args[0], torch.Tensor) and args[0].is_cuda
+
+
+def _repeats(index: Any) -> bool:
+    """Whether an index tensor names a position twice (then which write wins, or the order of a
+    sum, is up to the kernel). One host sync per call: the audit's run is short."""
+    return isinstance(index, torch.Tensor) and index.numel() > 1 and int(torch.unique(index).numel()) < index.numel()
+
+
+def _index_put_differs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    indices = args[1] if len(args) > 1 else kwargs.get("indices", [])
+    accumulate = bool(args[3] if len(args) > 3 else kwargs.get("accumulate", False))
+    single = [i for i in indices if i is not None]
+    if accumulate:
+        return not args[0].is_cuda  # the CUDA kernel sorts already; the CPU one sums in parallel
+    return len(single) == 1 and _repeats(single[0])
+
+
+def _scatter_reduce_differs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    return _on_cuda(args, kwargs) and (args[4] if len(args) > 4 else kwargs.get("reduce")) in ("sum", "mean")
+
+
+def _scatter_src_differs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    return _on_cuda(args, kwargs) and len(args) > 3 and isinstance(args[3], torch.Tensor) and _repeats(args[2])
+
+
+def _index_copy_differs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    return len(args) > 2 and _repeats(args[2])
+
+
+_ATOMIC_SUM = "CUDA sums the values that meet at one index with atomics, in the order threads arrive"
+_SORTED_SUM = "torch's deterministic version: the indices sorted, then each position summed in order"
+_CUDA_BACKWARD = "its CUDA backward sums with atomics"
+# Ops that differ between runs under torch's defaults and have a deterministic version that
+# torch_deterministic=true selects (torch.use_deterministic_algorithms' documented list, as aten
+# ops: a backward decomposes into these too, e.g. index_select's into index_add).
+LOCKABLE_OPS: dict[str, LockableOp] = {
+    **dict.fromkeys(("aten::index_add", "aten::index_add_"), LockableOp(_ATOMIC_SUM, _SORTED_SUM, _on_cuda)),
+    **dict.fromkeys(("aten::scatter_add", "aten::scatter_add_"), LockableOp(_ATOMIC_SUM, _SORTED_SUM, _on_cuda)),
+    **dict.fromkeys(("aten::scatter_reduce", "aten::scatter_reduce_"),
+                    LockableOp(f"reduce sum/mean: {_ATOMIC_SUM}", _SORTED_SUM, _scatter_reduce_differs)),
+    **dict.fromkeys(("aten::scatter", "aten::scatter_"),
+                    LockableOp("an index repeats: which write wins is up to the CUDA threads", "a serial write in index order", _scatter_src_differs)),
+    **dict.fromkeys(("aten::index_put", "aten::index_put_", "aten::_index_put_impl_"),
+                    LockableOp("an index repeats (write), or accumulate=True on the CPU (a parallel sum)",
+                               "a sorted write or sum in index order", _index_put_differs)),
+    **dict.fromkeys(("aten::index_copy", "aten::index_copy_"),
+                    LockableOp("an index repeats: which copy wins is up to the kernel", "a serial copy in index order", _index_copy_differs)),
+    "aten::max_pool3d_with_indices_backward": LockableOp(_CUDA_BACKWARD, "a deterministic CUDA kernel", _on_cuda),
+    **dict.fromkeys((f"aten::replication_pad{n}d_backward" for n in (1, 2, 3)),
+                    LockableOp(_CUDA_BACKWARD, "a deterministic CUDA kernel", _on_cuda)),
+}
+CONVOLUTION_OP = "aten::convolution_backward (weight gradient)"
+CONVOLUTION = LockableOp(
+    "cuDNN picks its weight-gradient algorithm by timing (cudnn.benchmark) and may pick one that sums with atomics",
+    "seedlock's im2col-matmul weight gradient (determinism.conv_weight_grad=matmul; =cudnn: cuDNN's deterministic algorithm)",
+    _on_cuda,
+)
+
+
+class _LockableOpWatch(TorchDispatchMode):
+    """Sees every aten op below autograd (so backward ops too, on autograd's threads) and counts
+    those of :data:`LOCKABLE_OPS` whose arguments make them differ."""
+
+    def __init__(self, probes: Probes, backward_caller: list[str]) -> None:
+        super().__init__()
+        self.probes, self.backward_caller = probes, backward_caller
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        rule = LOCKABLE_OPS.get(func._schema.name)
+        if rule is not None and rule.applies(args, kwargs):
+            location = caller()
+            if location == "unknown" or location is None:  # autograd's thread: no Python frames of its own
+                location = f"backward of {self.backward_caller[0]}" if self.backward_caller else "unknown"
+            key = (func._schema.name, location, "")
+            self.probes.lockable[key] += 1
+            self.probes.lockable_shapes.setdefault(key, [list(t.shape) for t in _tensors(args)])
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def lockable_ops(probes: Probes) -> Iterator[None]:
+    """Count the run's :data:`LOCKABLE_OPS` and its convolution modules trained on CUDA."""
+    backward_caller: list[str] = []
+    backward = torch.autograd.backward
+
+    def named_backward(*args: Any, **kwargs: Any) -> Any:
+        backward_caller[:] = [caller() or "unknown"]
+        return backward(*args, **kwargs)
+
+    def convolution(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        if (isinstance(module, torch.nn.modules.conv._ConvNd) and torch.is_grad_enabled() and module.weight.requires_grad
+                and inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].is_cuda):
+            key = (CONVOLUTION_OP, caller() or "unknown", repr(module))
+            probes.lockable[key] += 1
+            probes.lockable_shapes.setdefault(key, [list(inputs[0].shape)])
+
+    hook = torch.nn.modules.module.register_module_forward_hook(convolution)
+    torch.autograd.backward = named_backward
+    try:
+        with _LockableOpWatch(probes, backward_caller):
+            yield
+    finally:
+        torch.autograd.backward = backward
+        hook.remove()
+
+
 def warp_atomics() -> tuple[list[Finding], str | None]:
     """The loaded warp modules' kernels that accumulate with atomics, with the module's
     deterministic mode; (findings, why not checked) where warp's modules cannot be read."""
@@ -204,8 +350,10 @@ def settings_facts() -> dict[str, Any]:
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "cudnn_deterministic": torch.backends.cudnn.deterministic,
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
-        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        # torch's new per-backend precision API where it has one: reading the legacy allow_tf32
+        # after the new API set it raises.
+        "matmul_fp32_precision": matmul_precision(),
+        "cudnn_conv_fp32_precision": conv_precision(),
         "num_threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),

@@ -54,8 +54,8 @@ class _TorchDefaults:
 def _snapshot_defaults() -> _TorchDefaults:
     return _TorchDefaults(
         cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
-        matmul_fp32_precision=_matmul_precision(),
-        cudnn_conv_fp32_precision=_conv_precision(),
+        matmul_fp32_precision=matmul_precision(),
+        cudnn_conv_fp32_precision=conv_precision(),
         cudnn_rnn_fp32_precision=str(getattr(getattr(torch.backends.cudnn, "rnn", None), "fp32_precision", "")),
         float32_matmul_precision=torch.get_float32_matmul_precision(),
     )
@@ -109,8 +109,8 @@ def lock_torch(
         deterministic_warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
         cudnn_deterministic=bool(torch.backends.cudnn.deterministic),
         cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
-        matmul_fp32_precision=_matmul_precision(),
-        cudnn_conv_fp32_precision=_conv_precision(),
+        matmul_fp32_precision=matmul_precision(),
+        cudnn_conv_fp32_precision=conv_precision(),
         conv_weight_grad=conv_weight_grad_in_use(),
         fill_uninitialized_memory=bool(torch.utils.deterministic.fill_uninitialized_memory),  # type: ignore[attr-defined]
         env_vars_set=env_vars_set,
@@ -154,13 +154,13 @@ def _disable_tf32() -> None:
     torch.set_float32_matmul_precision("highest")
 
 
-def _matmul_precision() -> str:
+def matmul_precision() -> str:
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
         return str(torch.backends.cuda.matmul.fp32_precision)
     return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
 
 
-def _conv_precision() -> str:
+def conv_precision() -> str:
     if hasattr(torch.backends.cudnn, "conv"):
         return str(torch.backends.cudnn.conv.fp32_precision)
     return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"

@@ -83,8 +83,9 @@ class Tracer:
         """The fingerprinted modules' names (``role.submodule``), as they are now (ids of live objects)."""
         self._modules = {id(sub): f"{role}.{name}" if name else role
                          for role, module in modules.items() for name, sub in module.named_modules()}
-        self._parameters = {id(parameter): f"{role}.{name}"
-                            for role, module in modules.items() for name, parameter in module.named_parameters()}
+        self._parameters = {id(parameter): (f"{role}.{prefix}.{name}" if prefix else f"{role}.{name}", type(sub).__name__)
+                            for role, module in modules.items() for prefix, sub in module.named_modules()
+                            for name, parameter in sub.named_parameters(recurse=False)}
 
     def flush(self, iteration: int) -> None:
         """Write the iteration's events (those of the fingerprinted modules and the env) and start anew."""
@@ -98,7 +99,8 @@ class Tracer:
                 events.append([kind, f"{self._modules[id(module)]}[{index}]", f"{value & 0xFFFFFFFFFFFF:012x}", type(module).__name__])
             elif kind == "grad":
                 if id(key) in self._parameters:
-                    events.append([kind, self._parameters[id(key)], f"{value & 0xFFFFFFFFFFFF:012x}"])
+                    name, owner = self._parameters[id(key)]
+                    events.append([kind, name, f"{value & 0xFFFFFFFFFFFF:012x}", owner])
             else:
                 events.append([kind, "", f"{value & 0xFFFFFFFFFFFF:012x}" if kind != "step" else ""])
         self._events.clear()
@@ -148,4 +150,6 @@ def describe(event_a: list[str], event_b: list[str], step: int, minibatch: int, 
     if kind == "forward":
         op = MODULE_OPS.get(event_a[3], event_a[3])
         return f"module {event_a[1]}'s output ({op}) {where}"
-    return f"the gradient of {event_a[1]} in the update's minibatch {minibatch - 1}"
+    owner = event_a[3] if len(event_a) > 3 else ""
+    op = f" ({MODULE_OPS.get(owner, owner)} backward{': the weight gradient' if event_a[1].endswith('weight') else ''})" if owner else ""
+    return f"the gradient of {event_a[1]}{op} in the update's minibatch {minibatch - 1}"

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import tasks.cartpole
+from bench import op_cost
 from trainers import audit
 
 SMALL = ("trainer=rsl_rl", "num_envs=16")
@@ -56,6 +57,31 @@ def test_a_planted_unseeded_rng_and_a_flagged_op_are_named_at_their_lines(
     assert op["what"] == "put_" and op["location"].startswith("tests/test_audit.py:") and "(planted_step)" in op["location"]
     assert op["count"] == rng["count"] > 0  # once per env step of the iteration
     assert rng["what"] == "numpy.random.default_rng() without a seed" and "(planted_step)" in rng["location"]
+
+
+def test_an_op_that_differs_only_under_torch_defaults_is_named_with_what_the_lock_runs_instead(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, restore_torch_state: None,
+) -> None:
+    """``index_put_(..., accumulate=True)`` on the CPU sums in parallel under torch's defaults, and
+    torch's checks cannot see it (with them on, torch runs its sorted version silently): the
+    dispatch probe names it, a break under the defaults and not under torch_deterministic=true."""
+    step = tasks.cartpole.CartpoleEnv.step
+    scratch = torch.zeros(4)
+
+    def planted_step(self, actions):  # type: ignore[no-untyped-def]
+        scratch.index_put_((torch.tensor([1, 1, 2]),), torch.ones(3), accumulate=True)
+        return step(self, actions)
+
+    monkeypatch.setattr(tasks.cartpole.CartpoleEnv, "step", planted_step)
+    code, out, _ = _audit(capsys, "--audit-dir", str(tmp_path / "defaults"), "--iterations", "1", *SMALL)
+    assert code == 1 and "FOUND 1 thing(s)" in out and "torch_deterministic=true: a sorted write or sum in index order" in out
+    [op] = json.loads((tmp_path / "defaults" / "audit.json").read_text())["lockable_ops"]
+    assert op["what"] == "aten::index_put_" and "(planted_step)" in op["location"] and op["shapes"] == [[4], [3], [3]]
+    rows = op_cost.cost(op, "cpu", steps=2)  # the cost column: the op replayed alone at its shapes
+    assert [row["variant"] for row in rows] == list(op_cost.OP_VARIANTS) and rows[1]["repeatable"] and rows[1]["ms"] > 0
+    code, out, _ = _audit(capsys, "--audit-dir", str(tmp_path / "locked"), "--iterations", "1", *SMALL, "torch_deterministic=true")
+    report = json.loads((tmp_path / "locked" / "audit.json").read_text())
+    assert code == 0 and "CLEAN" in out and [op["what"] for op in report["lockable_ops"]] == ["aten::index_put_"]
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -170,11 +170,13 @@ def test_training_with_the_cuda_graph_step_equals_the_eager_step(tmp_path: Path,
     assert graph and graph == (tmp_path / "eager" / "fingerprints.jsonl").read_text()
 
 
-def test_audit_names_a_planted_nondeterministic_cuda_op(
+def test_audit_names_planted_nondeterministic_cuda_ops(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, restore_torch_state: None,
 ) -> None:
-    """``index_add_`` on CUDA accumulates with atomics and has no deterministic implementation:
-    planted in the env step, seedlock-audit names it at its line, once per env step."""
+    """Two ops planted in the env step, named at their line, once per env step: ``index_add_``
+    sums with atomics under torch's defaults (torch_deterministic=true swaps in a sorted version,
+    which torch's own checks do not report), and a float ``cumsum`` on CUDA has no deterministic
+    implementation at all (torch's checks flag it)."""
     import tasks.cartpole
     from trainers import audit
 
@@ -183,12 +185,37 @@ def test_audit_names_a_planted_nondeterministic_cuda_op(
     def planted_step(self, actions):  # type: ignore[no-untyped-def]
         scratch = torch.zeros(4, device=actions.device)
         scratch.index_add_(0, torch.zeros(8, dtype=torch.long, device=actions.device), torch.ones(8, device=actions.device))
+        torch.cumsum(torch.ones(8, device=actions.device), 0)
         return step(self, actions)
 
     monkeypatch.setattr(tasks.cartpole.CartpoleEnv, "step", planted_step)
     with pytest.raises(SystemExit) as exited:
         audit.main(["--audit-dir", str(tmp_path / "a"), "--iterations", "1", "trainer=rsl_rl", "device=cuda", "num_envs=64",
-                    "+task.env.cuda_graph=false"])  # the planted op runs eagerly, every step
+                    "+task.env.cuda_graph=false"])  # the planted ops run eagerly, every step
     assert exited.value.code == 1
     report = json.loads((tmp_path / "a" / "audit.json").read_text())
-    assert any(op["what"].startswith("index_add") and "(planted_step)" in op["location"] for op in report["ops"]), report["ops"]
+    [index_add] = [op for op in report["lockable_ops"] if op["what"] == "aten::index_add_"]
+    assert "(planted_step)" in index_add["location"] and index_add["count"] > 0
+    assert any(op["what"].startswith("cumsum") and "(planted_step)" in op["location"] for op in report["ops"]), report["ops"]
+    assert any("index_add_" in reason for reason in report["breaks"])
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_audit_names_the_camera_tasks_convolutions_under_fast_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], trainer: str, restore_torch_state: None,
+) -> None:
+    """The camera task's CNN on cuDNN's defaults: every Conv2d the library trains is named, with
+    its weight gradient's replacement; under torch_deterministic=true they are not a break."""
+    from trainers import audit
+
+    common = ["--iterations", "1", f"trainer={trainer}", "task=cartpole_rgb", "device=cuda", "num_envs=256"]
+    for name, extra, expected in (("fast", ["renderer=default"], 1), ("locked", ["torch_deterministic=true"], None)):
+        with pytest.raises(SystemExit) as exited:
+            audit.main(["--audit-dir", str(tmp_path / name), *common, *extra])
+        report = json.loads((tmp_path / name / "audit.json").read_text())
+        convolutions = [op for op in report["lockable_ops"] if op["module"].startswith("Conv2d(")]
+        assert convolutions and all(op["shapes"][0][0] > 0 for op in convolutions), report["lockable_ops"]
+        breaks = [reason for reason in report["breaks"] if "convolution_backward" in reason]
+        assert bool(breaks) == (expected == 1), report["breaks"]
+        if expected is not None:
+            assert exited.value.code == expected

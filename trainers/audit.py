@@ -7,6 +7,8 @@ It composes the config seedlock-train would and reads the settings that config s
 threads, ``CUBLAS_WORKSPACE_CONFIG``). Then it trains ``--iterations`` iterations (default 2) in
 this process, in ``<audit dir>/run``, with PyTorch's deterministic checks in warn-only mode, and
 lists every op those checks flag (with the caller that ran it and how often per iteration), every
+op that differs under torch's defaults and that ``torch_deterministic=true`` replaces (with what;
+``python -m bench.op_cost <audit.json>`` times both), every
 RNG seeded from the OS's entropy instead of seedlock's seeding (with its caller), and, where the
 task runs on NVIDIA warp (Isaac Lab 3.x), the loaded kernels that accumulate with atomics and
 their module's deterministic mode. It writes ``<audit dir>/audit.json`` and prints a table.
@@ -26,7 +28,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 import determinism
-from determinism.audit import Finding, Probes, nondeterministic_ops, settings_facts, settings_that_break, unseeded_rngs, warp_atomics
+from determinism.audit import (
+    Finding, Probes, lockable_ops, nondeterministic_ops, settings_facts, settings_that_break, unseeded_rngs, warp_atomics,
+)
 from trainers.train import USER_ERRORS, run_training
 from trainers.verify import VerifyInputError, composed
 
@@ -37,7 +41,8 @@ OWNED_KEYS = {"run_dir": "--audit-dir", "hydra.run.dir": "--audit-dir", "max_ite
 UNWATCHED_RNGS = "RNGs made as numpy.random.RandomState() or SeedSequence() directly, and torch.Generator.seed()"
 CPU_NOTE = (
     "On the CPU PyTorch's kernels are deterministic at a fixed thread count (this run: {threads} "
-    "threads; pin it with determinism.num_threads=N, since another count sums in another order). "
+    "threads; pin it with determinism.num_threads=N, since another count sums in another order), "
+    "except the few listed above when the run makes them. "
     "PyTorch flags few CPU ops, so the op probe checks little here; not checked on the CPU: CUDA "
     "kernels, cuDNN's algorithm choice and cuBLAS workspaces (run the audit with device=cuda on a GPU)."
 )
@@ -50,6 +55,7 @@ class Audit:
     iterations: int
     settings: dict[str, Any]  # as the config sets them
     ops: list[Finding] = field(default_factory=list)
+    lockable_ops: list[Finding] = field(default_factory=list)  # differ under torch's defaults; torch_deterministic=true replaces them
     rngs: list[Finding] = field(default_factory=list)
     warp_kernels: list[Finding] = field(default_factory=list)
     breaks: list[str] = field(default_factory=list)  # why two runs would differ; empty: nothing found
@@ -95,9 +101,10 @@ def audit(cfg: DictConfig, overrides: list[str], iterations: int, audit_dir: Pat
     cfg.torch_deterministic = True
     cfg.determinism.warn_only = True
     probes = Probes()
-    with nondeterministic_ops(probes), unseeded_rngs(probes):
+    with nondeterministic_ops(probes), unseeded_rngs(probes), lockable_ops(probes):
         run_training(cfg)
-    report = Audit(overrides, device, iterations, settings, probes.op_findings(iterations), probes.rng_findings())
+    report = Audit(overrides, device, iterations, settings, probes.op_findings(iterations),
+                   probes.lockable_findings(iterations), probes.rng_findings())
     report.not_checked.append(UNWATCHED_RNGS)
     report.warp_kernels, warp_unread = warp_atomics()
     if warp_unread:
@@ -112,6 +119,13 @@ def audit(cfg: DictConfig, overrides: list[str], iterations: int, audit_dir: Pat
 def reasons(report: Audit, device: str) -> list[str]:
     """What makes two runs of this config differ, from the findings and settings."""
     found = [f"op {op.what} at {op.location} ({op.detail.split(';')[0]})" for op in report.ops]
+    for op in report.lockable_ops:
+        convolution = bool(op.module)
+        unlocked = (not report.settings["cudnn_deterministic"] or report.settings["cudnn_benchmark"]) if convolution \
+            else not report.settings["deterministic_algorithms"]
+        if unlocked:
+            found.append(f"op {op.what}{f' in {op.module}' if convolution else ''} at {op.location} "
+                         f"({op.detail.split(';')[0]}; torch_deterministic=true replaces it)")
     found += [f"{rng.what} at {rng.location} ({rng.count}x)" for rng in report.rngs]
     found += settings_that_break(report.settings, device)
     if device.startswith("cuda"):
@@ -124,11 +138,16 @@ def render(report: Audit) -> str:
     lines = [f"seedlock-audit: {report.iterations} iteration(s) of [{' '.join(report.overrides) or 'the default config'}] on {report.device}"]
     lines.append("settings that change results, as this config sets them:")
     lines += [f"  {key:<24} {value}" for key, value in report.settings.items()]
-    for title, findings in (("ops PyTorch flags as non-deterministic", report.ops),
+    for title, findings in (("ops PyTorch flags as non-deterministic (no deterministic version on this device)", report.ops),
+                            ("ops that differ under torch's defaults (torch_deterministic=true replaces them)", report.lockable_ops),
                             ("RNGs seeded from the OS's entropy, outside seedlock's seeding (made; draws not tracked)", report.rngs),
                             ("warp kernels that accumulate with atomics (in the modules the run loaded)", report.warp_kernels)):
         lines.append(f"{title}: {len(findings) or 'none'}")
-        lines += [f"  {finding.what}  at {finding.location}  x{finding.count}  {finding.detail}".rstrip() for finding in findings]
+        for finding in findings:
+            lines.append(f"  {finding.what}{f' in {finding.module}' if finding.module else ''}  at {finding.location}  "
+                         f"x{finding.count}  {finding.detail}".rstrip())
+            if finding.replacement:
+                lines.append(f"      torch_deterministic=true: {finding.replacement}")
     lines += [f"not checked: {note}" for note in report.not_checked]
     if report.breaks:
         lines.append(f"FOUND {len(report.breaks)} thing(s) that make two runs differ:")
