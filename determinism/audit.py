@@ -344,9 +344,10 @@ def warp_atomics() -> tuple[list[Finding], str | None]:
 
 def settings_facts() -> dict[str, Any]:
     """The process's settings that change what a run computes, as they are now."""
-    cuda = torch.cuda.is_available()
+    # The GPU's name only once CUDA is up: asking starts CUDA, and the watched run must set
+    # CUBLAS_WORKSPACE_CONFIG before that (the audit fills it in after the run).
     return {
-        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_initialized() else "cpu",
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "cudnn_deterministic": torch.backends.cudnn.deterministic,
         "cudnn_benchmark": torch.backends.cudnn.benchmark,

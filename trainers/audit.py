@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig
 
 import determinism
@@ -103,6 +104,8 @@ def audit(cfg: DictConfig, overrides: list[str], iterations: int, audit_dir: Pat
     probes = Probes()
     with nondeterministic_ops(probes), unseeded_rngs(probes), lockable_ops(probes):
         run_training(cfg)
+    if torch.cuda.is_initialized():
+        settings["device"] = torch.cuda.get_device_name(0)
     report = Audit(overrides, device, iterations, settings, probes.op_findings(iterations),
                    probes.lockable_findings(iterations), probes.rng_findings())
     report.not_checked.append(UNWATCHED_RNGS)
