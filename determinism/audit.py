@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from determinism.torch_flags import conv_precision, matmul_precision
+from determinism.torch_flags import CUBLAS_WORKSPACE_ENV, conv_precision, matmul_precision, reserve_cublas_workspace
 
 # Frames skipped when naming who called an op or made an RNG: torch itself, the probes, the
 # warnings machinery. The first other frame is the library's or seedlock's code.
@@ -340,6 +340,15 @@ def warp_atomics() -> tuple[list[Finding], str | None]:
                 findings.append(Finding(f"{name}.{kernel.key}" if hasattr(kernel, "key") else name, short_path(inspect.getsourcefile(function) or ""),
                                         1, f"{', '.join(atomics)}; module deterministic mode: {getattr(mode, 'name', mode)}"))
     return findings, None
+
+
+def reserve_cublas_for_audit(config: str) -> str | None:
+    """Set cuBLAS's workspace config for the watched (locked) run before anything starts CUDA;
+    returns the value the process had (what the audited config itself would run with)."""
+    before = os.environ.get(CUBLAS_WORKSPACE_ENV)
+    if not torch.cuda.is_initialized():
+        reserve_cublas_workspace(config)
+    return before
 
 
 def settings_facts() -> dict[str, Any]:

@@ -29,7 +29,9 @@ import torch
 from omegaconf import DictConfig
 
 import determinism
+from determinism.torch_flags import DEFAULT_CUBLAS_WORKSPACE_CONFIG
 from determinism.audit import (
+    reserve_cublas_for_audit,
     Finding, Probes, lockable_ops, nondeterministic_ops, settings_facts, settings_that_break, unseeded_rngs, warp_atomics,
 )
 from trainers.train import USER_ERRORS, run_training
@@ -91,8 +93,13 @@ def main(argv: list[str] | None = None) -> None:
 
 def audit(cfg: DictConfig, overrides: list[str], iterations: int, audit_dir: Path) -> Audit:
     """Read the config's settings, then run it ``iterations`` iterations under the probes."""
+    # The watched run locks torch, which needs cuBLAS's workspace setting before CUDA starts (and
+    # applying the config may start it): set it now, and report the value the config itself leaves.
+    config_cublas = reserve_cublas_for_audit(str(cfg.determinism.get("cublas_workspace_config", DEFAULT_CUBLAS_WORKSPACE_CONFIG)))
     determinism.apply(cfg)  # the settings as this config sets them, before anything runs
     settings = settings_facts()
+    if not cfg.torch_deterministic:
+        settings["CUBLAS_WORKSPACE_CONFIG"] = config_cublas
     device = str(cfg.device)
     cfg.max_iterations = iterations
     cfg.run_dir = str(audit_dir / "run")
