@@ -18,7 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from determinism.torch_flags import reserve_cublas_workspace
 from tests.support import TRAINERS, run_train, run_verify
+
+# The in-process tests (the audit's) lock torch after earlier tests of this process started CUDA:
+# cuBLAS's workspace setting must be in place before the first of them.
+reserve_cublas_workspace()
 
 pytestmark = [
     pytest.mark.gpu,
@@ -175,7 +180,7 @@ def test_audit_names_planted_nondeterministic_cuda_ops(
 ) -> None:
     """Two ops planted in the env step, named at their line, once per env step: ``index_add_``
     sums with atomics under torch's defaults (torch_deterministic=true swaps in a sorted version,
-    which torch's own checks do not report), and a float ``cumsum`` on CUDA has no deterministic
+    which torch's own checks do not report), and ``put_`` (accumulate=False) has no deterministic
     implementation at all (torch's checks flag it)."""
     import tasks.cartpole
     from trainers import audit
@@ -185,7 +190,7 @@ def test_audit_names_planted_nondeterministic_cuda_ops(
     def planted_step(self, actions):  # type: ignore[no-untyped-def]
         scratch = torch.zeros(4, device=actions.device)
         scratch.index_add_(0, torch.zeros(8, dtype=torch.long, device=actions.device), torch.ones(8, device=actions.device))
-        torch.cumsum(torch.ones(8, device=actions.device), 0)
+        scratch.put_(torch.zeros(2, dtype=torch.long, device=actions.device), torch.ones(2, device=actions.device))
         return step(self, actions)
 
     monkeypatch.setattr(tasks.cartpole.CartpoleEnv, "step", planted_step)
@@ -196,7 +201,7 @@ def test_audit_names_planted_nondeterministic_cuda_ops(
     report = json.loads((tmp_path / "a" / "audit.json").read_text())
     [index_add] = [op for op in report["lockable_ops"] if op["what"] == "aten::index_add_"]
     assert "(planted_step)" in index_add["location"] and index_add["count"] > 0
-    assert any(op["what"].startswith("cumsum") and "(planted_step)" in op["location"] for op in report["ops"]), report["ops"]
+    assert any(op["what"].startswith("put_") and "(planted_step)" in op["location"] for op in report["ops"]), report["ops"]
     assert any("index_add_" in reason for reason in report["breaks"])
 
 
