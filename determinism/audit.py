@@ -48,7 +48,8 @@ from determinism.torch_flags import CUBLAS_WORKSPACE_ENV, conv_precision, matmul
 # Frames skipped when naming who called an op or made an RNG: torch itself, the probes, the
 # warnings machinery. The first other frame is the library's or seedlock's code.
 SKIPPED_FRAMES = (
-    f"{os.sep}torch{os.sep}", f"{os.sep}determinism{os.sep}audit.py", f"{os.sep}warnings.py",
+    # torch's own package (not any ".../torch/..." path: skrl's agents live in skrl/agents/torch/)
+    os.path.dirname(torch.__file__) + os.sep, f"{os.sep}determinism{os.sep}audit.py", f"{os.sep}warnings.py",
     f"{os.sep}numpy{os.sep}", f"{os.sep}random.py",
 )
 # Callers in the standard library whose unseeded RNGs never reach a run's numbers (temp-file names).
@@ -112,8 +113,8 @@ def caller(skip_harmless: bool = False) -> str | None:
     """``path:line (function)`` of the first frame outside torch, numpy and the probes; None when
     that frame is a harmless standard-library caller (``skip_harmless``)."""
     for frame in reversed(traceback.extract_stack()[:-1]):
-        if any(part in frame.filename for part in SKIPPED_FRAMES):
-            continue
+        if any(part in frame.filename for part in SKIPPED_FRAMES) or frame.filename.startswith("<"):
+            continue  # generated code (skrl's model instantiators exec theirs) is named by its caller
         if skip_harmless and any(part in frame.filename for part in HARMLESS_CALLERS):
             return None
         return f"{short_path(frame.filename)}:{frame.lineno} ({frame.name})"

@@ -8,6 +8,7 @@ seeded), so the adapter has no seed to pass on.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from tensordict import TensorDict
 
 from tasks.task import BatchedTask
 from tasks.isaaclab import check_agent_inputs, is_isaaclab
+from trainers.fast_path import NanWatch, check_fast_path
 from trainers.interface import (
     Policy,
     TrainingRun,
@@ -39,13 +41,16 @@ def train(run: TrainingRun) -> TrainSummary:
         runner.resume(Path(run.cfg.checkpoint))
     remaining = run.max_iterations - runner.current_learning_iteration
     if remaining > 0:
-        runner.learn(
-            num_learning_iterations=remaining,
-            init_at_random_ep_len=bool(run.cfg.trainer.library.init_at_random_ep_len)
-            and runner.current_learning_iteration == 0
-            # a gymnasium task's time limit is gymnasium's own counter, which cannot be spread
-            and getattr(run.env, "random_episode_start", True),
-        )
+        # The fast path's NaN check is read once per iteration; a NaN that breaks the library
+        # before then is still reported as the env's NaN.
+        with runner.nan_watch.explains_errors() if runner.nan_watch else contextlib.nullcontext():
+            runner.learn(
+                num_learning_iterations=remaining,
+                init_at_random_ep_len=bool(run.cfg.trainer.library.init_at_random_ep_len)
+                and runner.current_learning_iteration == 0
+                # a gymnasium task's time limit is gymnasium's own counter, which cannot be spread
+                and getattr(run.env, "random_episode_start", True),
+            )
     return summarize(run, run.max_iterations, runner.env_steps(run.max_iterations - 1), runner.last_checkpoint)
 
 
@@ -83,7 +88,8 @@ def runner_config(run: TrainingRun) -> dict[str, Any]:
     assert isinstance(config, dict)
     config.pop("max_iterations", None)  # seedlock's top-level max_iterations is the run's total
     config["save_interval"] = int(run.cfg.trainer.checkpoint_interval)
-    config["check_for_nan"] = bool(run.cfg.trainer.library.check_for_nan)
+    # The fast path checks for NaN on the device and reads the result once per iteration (NanWatch).
+    config["check_for_nan"] = bool(run.cfg.trainer.library.check_for_nan) and not check_fast_path(run.cfg)
     config["logger"] = "tensorboard"
     return config
 
@@ -133,8 +139,11 @@ class SeedlockRunner(OnPolicyRunner):
         super().__init__(env, train_cfg, log_dir=str(run.tensorboard_dir), device=run.device)
         self.last_checkpoint: Path | None = None
         log = self.logger.log
+        self.nan_watch = nan_watch = self._take_fast_path() if check_fast_path(run.cfg) else None
 
         def log_and_fingerprint(*, it: int, loss_dict: dict, **kwargs: Any) -> None:
+            if nan_watch is not None and run.cfg.trainer.library.check_for_nan:
+                nan_watch.check()
             log(it=it, loss_dict=loss_dict, **kwargs)
             record_iteration(
                 run, it, self.env_steps(it),
@@ -144,6 +153,20 @@ class SeedlockRunner(OnPolicyRunner):
             )
 
         self.logger.log = log_and_fingerprint  # type: ignore[method-assign]
+
+    def _take_fast_path(self) -> NanWatch:
+        """trainer.fast_path: the logger's per-step episode bookkeeping off, the NaN check on the
+        device (trainers/fast_path.py)."""
+        self.logger.process_env_step = lambda *args, **kwargs: None  # type: ignore[method-assign]
+        nan_watch = NanWatch(self.device)
+        process = self.alg.process_env_step
+
+        def watched(obs: TensorDict, rewards: torch.Tensor, dones: torch.Tensor, extras: dict) -> None:
+            nan_watch.note(*obs.values(include_nested=True, leaves_only=True), rewards)
+            process(obs, rewards, dones, extras)
+
+        self.alg.process_env_step = watched  # type: ignore[method-assign]
+        return nan_watch
 
     def env_steps(self, iteration: int) -> int:
         """Env steps of the whole run after ``iteration``: every rank's envs."""

@@ -38,6 +38,7 @@ class TaskConfig:
 class TrainerConfig:
     name: str = MISSING
     checkpoint_interval: int = 50  # iterations between checkpoints; the last one is always saved
+    fast_path: bool = False  # no host sync per env step from the library's bookkeeping (trainers/fast_path.py)
     library: Dict[str, Any] = field(default_factory=dict)  # library-wide options of this adapter
 
 

@@ -56,6 +56,7 @@ with torchrun_env_hidden():
     from skrl.trainers.torch import SequentialTrainer, SequentialTrainerCfg
     from skrl.utils.model_instantiators.torch import deterministic_model, gaussian_model, shared_model
 
+from trainers.fast_path import check_fast_path
 from trainers.interface import (
     Policy,
     TrainingRun,
@@ -308,6 +309,7 @@ class SeedlockPPO(PPO):
         self.iteration = -1  # the last finished iteration
         self.timestep_offset = 0  # env steps per env before this process's first (continued runs)
         self.last_checkpoint: Path | None = None
+        self.fast_path = check_fast_path(run.cfg)
 
     def env_steps(self, iteration: int) -> int:
         """Env steps of the whole run after ``iteration``: every rank's envs."""
@@ -317,7 +319,16 @@ class SeedlockPPO(PPO):
         if self.cfg.time_limit_bootstrap:
             # Bootstrap time-outs from the episode's last observation, not the next episode's first.
             next_observations = infos[FINAL_OBSERVATIONS]
-        super().record_transition(next_observations=next_observations, infos=infos, **kwargs)
+        if not self.fast_path:
+            super().record_transition(next_observations=next_observations, infos=infos, **kwargs)
+            return
+        # trainer.fast_path: skrl's per-step reward tracking (host syncs) runs only when
+        # write_interval > 0; its loss scalars are tracked in update, which this leaves alone.
+        write_interval, self.write_interval = self.write_interval, 0
+        try:
+            super().record_transition(next_observations=next_observations, infos=infos, **kwargs)
+        finally:
+            self.write_interval = write_interval
 
     def update(self, *, timestep: int, timesteps: int) -> None:
         super().update(timestep=timestep, timesteps=timesteps)

@@ -33,6 +33,7 @@ from trainers.hydra_errors import run_hydra_program
 from trainers.progress import ProgressBar, progress_enabled
 from trainers.run_config import ConfigError, register, validate
 from trainers.run_dir import RunDirClaim, claim, disk_error, is_disk_error
+from trainers.fast_path import FastPathError, check_fast_path
 from trainers.sweep import in_sweep, run_sweep_job
 
 register()
@@ -44,6 +45,7 @@ USER_ERRORS = (
     determinism.DeterminismError,
     tasks.TaskConfigError,
     CheckpointError,
+    FastPathError,
 )
 RUN_SUMMARY_FILE = "summary.json"  # written when training ends
 
@@ -126,6 +128,7 @@ def what_is_kept(run_dir: Path) -> str:
 
 
 def train_in(run_dir: Path, cfg: DictConfig, ranks: Ranks) -> TrainSummary:
+    check_fast_path(cfg)  # refused before anything is built
     if cfg.checkpoint:
         continue_from_checkpoint(cfg)
     run_seed = distributed.agree(ranks, lambda: determinism.resolve_seed_of(cfg))

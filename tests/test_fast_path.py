@@ -1,0 +1,67 @@
+"""``trainer.fast_path=true``: the library makes no host sync per env step, and the run is the same
+run; a NaN from the env is still caught (once per iteration); a library without a fast path is
+refused by name before anything is built."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import initialize_config_module
+
+import tasks.cartpole
+from bench import step_profile
+from tests.support import run_train
+from trainers.fast_path import REFUSED, SUPPORTED
+
+SMALL = ("num_envs=64", "max_iterations=3", "progress=false")
+
+
+@pytest.mark.parametrize("trainer", SUPPORTED)
+def test_the_fast_path_is_the_same_run(tmp_path: Path, trainer: str) -> None:
+    for fast in ("false", "true"):
+        run_train(f"trainer={trainer}", *SMALL, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}")
+    eager = (tmp_path / "false" / "fingerprints.jsonl").read_text()
+    assert eager.count("\n") == 3 and eager == (tmp_path / "true" / "fingerprints.jsonl").read_text()
+
+
+@pytest.mark.parametrize("trainer", SUPPORTED)
+def test_the_fast_path_rollout_makes_no_host_sync(tmp_path: Path, trainer: str, restore_torch_state: None) -> None:
+    """Counted by bench.step_profile (ops that read a value or size their output by the data; on
+    the CPU the device-to-host copies do not exist, the ones they come with are removed too)."""
+    args = argparse.Namespace(task="cartpole", device="cpu", num_envs=64, iterations=2, torch_deterministic=False, overrides=[])
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        eager = step_profile.profile_run(trainer, args, tmp_path / "eager")
+        args.overrides = ["trainer.fast_path=true"]
+        fast = step_profile.profile_run(trainer, args, tmp_path / "fast")
+    assert eager["rollout_per_env_step"]["syncs"] >= 1  # the library's bookkeeping, every step
+    assert fast["rollout_per_env_step"]["syncs"] == 0 and fast["seedlock_per_env_step"]["syncs"] == 0
+
+
+def test_a_nan_from_the_env_still_stops_an_rsl_rl_fast_path_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_torch_state: None,
+) -> None:
+    from trainers.train import run_training
+    from tests.support import compose_config
+
+    step = tasks.cartpole.CartpoleEnv.step
+
+    def nan_step(self, actions):  # type: ignore[no-untyped-def]
+        result = step(self, actions)
+        result.obs[3, 1] = torch.nan
+        return result
+
+    monkeypatch.setattr(tasks.cartpole.CartpoleEnv, "step", nan_step)
+    cfg = compose_config("trainer=rsl_rl", *SMALL, "trainer.fast_path=true", f"run_dir={tmp_path / 'run'}")
+    with pytest.raises(ValueError, match="The environment returned NaN values in the observations or rewards"):
+        run_training(cfg)
+
+
+@pytest.mark.parametrize("trainer", sorted(REFUSED))
+def test_a_library_without_a_fast_path_is_refused_by_name(tmp_path: Path, trainer: str) -> None:
+    result = run_train(f"trainer={trainer}", "trainer.fast_path=true", f"run_dir={tmp_path / 'run'}", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"trainer.fast_path=true is not valid for trainer={trainer}" in result.stderr
+    assert "trainer=rsl_rl or trainer=skrl" in result.stderr and not (tmp_path / "run").exists()
