@@ -9,6 +9,8 @@
 #   bash bench/isaaclab_gpu.sh embedded TASK [args]  # the same for an embedded task (cartpole, cartpole_rgb)
 #   bash bench/isaaclab_gpu.sh audit              # seedlock-audit's GPU tests, the camera task's audit,
 #                                                 # its op costs and seedlock-verify --explain
+#   bash bench/isaaclab_gpu.sh speed              # issue 23: launches and syncs per library (eager, fast
+#                                                 # path), and eager vs trainer.fast_path: env-steps/s, fingerprints
 set -euo pipefail
 WHEELS=${WHEELS:-/tmp/wheels}
 SITE=${SITE:-/tmp/site}
@@ -47,6 +49,17 @@ case "${1:-}" in
     python3 -m bench.op_cost /tmp/audit_rgb/audit.json --out "$OUT/op_cost_cuda" || true
     python3 -m trainers.verify --explain --verify-dir /tmp/explain_rgb "${rgb[@]}" max_iterations=2 2>&1 \
       | tee "$OUT/explain_cartpole_rgb_cuda.txt" || true
+    ;;
+  speed)
+    python3 -m bench.step_profile --device cuda --num-envs 4096 --iterations 3 --out "$OUT/step_profile_cuda" | tail -30
+    python3 -m bench.step_profile --device cuda --num-envs 4096 --iterations 3 --trainer rsl_rl --trainer skrl \
+      trainer.fast_path=true --out "$OUT/step_profile_cuda_fast" | tail -12
+    for n in 4096 16384; do for t in rsl_rl skrl; do for f in false true; do
+      python3 -m trainers.train trainer=$t device=cuda num_envs=$n max_iterations=${ITERATIONS:-20} torch_deterministic=true \
+        trainer.fast_path=$f run_dir=/tmp/speed/$t-$n-$f progress=false >/tmp/speed-$t-$n-$f.log 2>&1 || tail -3 /tmp/speed-$t-$n-$f.log
+      python3 -c "import json,sys; print(sys.argv[1], json.load(open(sys.argv[1] + '/summary.json'))['env_steps_per_second'])" /tmp/speed/$t-$n-$f
+    done; cmp -s /tmp/speed/$t-$n-false/fingerprints.jsonl /tmp/speed/$t-$n-true/fingerprints.jsonl \
+      && echo "$t $n fingerprints equal" || echo "$t $n fingerprints DIFFER"; done; done | tee "$OUT/fast_path_cuda.txt"
     ;;
   *) sed -n 2,9p "$0"; exit 2 ;;
 esac

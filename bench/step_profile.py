@@ -182,6 +182,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"`python -m bench.step_profile {' '.join(result['argv'])}`: {result['task']}, {result['num_envs']} envs, "
         f"torch_deterministic={str(result['torch_deterministic']).lower()}; per iteration, the mean of the iterations after the first.",
         "Kernel ops: aten ops that run a device kernel (about one CUDA launch each); syncs: ops that make the host wait for the device on CUDA.",
+        *(["On the CPU there are no device-to-host copies to count (SB3's per-step numpy copies, RSL-RL's logger's `.cpu()`), and "
+           "seedlock's env step runs eagerly (on CUDA it is one CUDA-graph replay)."] if result["device"] == "cpu" else []),
         "",
         "| library | env steps / iteration | rollout kernel ops / env step | rollout syncs / env step | of which seedlock's (kernel ops, syncs) / env step | update kernel ops | update syncs |",
         "|---|---:|---:|---:|---|---:|---:|",
