@@ -30,7 +30,6 @@ import json
 import os
 import sys
 import tempfile
-import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,18 +65,20 @@ SYNCING = {"_local_scalar_dense", "is_nonzero", "nonzero", "masked_select", "_un
 def owner() -> tuple[str, str]:
     """Who called the op (``seedlock:<file>``, the library's package, or ``other``) and where
     (``path:line``, the path from the package)."""
-    for frame in reversed(traceback.extract_stack()[:-2]):
-        filename = frame.filename
+    frame = sys._getframe(2)  # frames, not traceback.extract_stack: no source lines read per op
+    while frame is not None:
+        filename = frame.f_code.co_filename
         if any(part in filename for part in SKIPPED) or filename.startswith("<"):
-            continue  # torch, this bench, and generated code (skrl's model instantiators exec theirs)
+            frame = frame.f_back  # torch, this bench, and generated code (skrl's model instantiators exec theirs)
+            continue
         if filename.startswith(SEEDLOCK_DIRS):
             path = os.path.relpath(filename, ROOT)
-            return f"seedlock:{path}", f"{path}:{frame.lineno}"
+            return f"seedlock:{path}", f"{path}:{frame.f_lineno}"
         for marker in ("site-packages", "dist-packages", f"{os.sep}site{os.sep}"):
             if marker in filename:
                 path = filename.split(marker, 1)[1].strip(os.sep)
-                return path.split(os.sep)[0], f"{path}:{frame.lineno}"
-        return "other", f"{filename}:{frame.lineno}"
+                return path.split(os.sep)[0], f"{path}:{frame.f_lineno}"
+        return "other", f"{filename}:{frame.f_lineno}"
     return "other", "unknown"
 
 

@@ -31,7 +31,7 @@ def test_the_fast_path_is_the_same_run(tmp_path: Path, trainer: str) -> None:
 def test_the_fast_path_rollout_makes_no_host_sync(tmp_path: Path, trainer: str, restore_torch_state: None) -> None:
     """Counted by bench.step_profile (ops that read a value or size their output by the data; on
     the CPU the device-to-host copies do not exist, the ones they come with are removed too)."""
-    args = argparse.Namespace(task="cartpole", device="cpu", num_envs=64, iterations=2, torch_deterministic=False, overrides=[])
+    args = argparse.Namespace(task="cartpole", device="cpu", num_envs=16, iterations=2, torch_deterministic=False, overrides=[])
     with initialize_config_module(config_module="conf", version_base="1.3"):
         eager = step_profile.profile_run(trainer, args, tmp_path / "eager")
         args.overrides = ["trainer.fast_path=true"]
