@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.seedlock-installed
 # user's own (CUDA) torch is never replaced and pip never pulls a multi-GB CUDA wheel.
 TORCH_LOCAL ?= torch==2.13.0
 
-.PHONY: install train test test-all test-gpu install-isaaclab test-isaaclab bench bench-gpu bench-time-to-cap clean
+.PHONY: install train test test-all test-gpu install-isaaclab test-isaaclab test-slurm bench bench-gpu bench-time-to-cap clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,16 @@ test-isaaclab: install-isaaclab
 ## Results, with the GPU's name and the date: bench/results/gpu_determinism.jsonl
 test-gpu: install
 	$(PY) -m pytest -q -m gpu -rs $(PYTEST_ARGS)
+
+## A real single-node Slurm cluster on this machine (root: installs slurm-wlm, slurmdbd, munge and
+## mariadb-server with apt when missing; tests/slurm/start-cluster.sh), the tests marked slurm
+## against it, then the cluster stopped by the pids it started, also when a test fails.
+SLURM_DIR ?= /tmp/seedlock-slurm
+test-slurm: install
+	SEEDLOCK_SLURM_DIR=$(SLURM_DIR) bash tests/slurm/start-cluster.sh
+	SEEDLOCK_SLURM_DIR=$(SLURM_DIR) SLURM_CONF=$(SLURM_DIR)/etc/slurm.conf SEEDLOCK_SLURM_REQUIRED=1 \
+	  $(PY) -m pytest -q -m slurm -rs $(PYTEST_ARGS); status=$$?; \
+	  SEEDLOCK_SLURM_DIR=$(SLURM_DIR) bash tests/slurm/stop-cluster.sh; exit $$status
 
 ## CPU: env alone (cartpole, cartpole_rgb at 1/256/4096 envs), then training throughput of each
 ## library through seedlock vs a hand-written script (overhead) and with torch_deterministic=true

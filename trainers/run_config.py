@@ -7,10 +7,13 @@ ranges and choices, before anything runs.
 
 from __future__ import annotations
 
+import importlib
+
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
 from omegaconf import MISSING, DictConfig
 
 from determinism.conv import CONV_WEIGHT_GRADS
@@ -113,6 +116,19 @@ class TrainConfig:
 
 def register() -> None:
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    register_launchers()
+
+
+def register_launchers() -> None:
+    """seedlock's Slurm launcher, with Hydra. Hydra finds plugins by scanning the directories of
+    the ``hydra_plugins`` namespace; an editable install (``make install``) maps seedlock's package
+    there from trainers/slurm_launcher/, which that scan does not see, so it is registered by its
+    installed name, as the scan would (Hydra's ``Plugins.register``)."""
+    try:
+        launchers = importlib.import_module("hydra_plugins.seedlock_launchers.submitit_slurm")
+    except ImportError:  # hydra-submitit-launcher not installed: hydra/launcher=submitit_* says so itself
+        return
+    Plugins.instance().register(launchers.SlurmLauncher)
 
 
 def validate(cfg: DictConfig) -> None:

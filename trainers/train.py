@@ -34,7 +34,7 @@ from trainers.progress import ProgressBar, progress_enabled
 from trainers.run_config import ConfigError, register, validate
 from trainers.run_dir import RunDirClaim, claim, disk_error, is_disk_error
 from trainers.fast_path import FastPathError, check_fast_path
-from trainers.sweep import in_sweep, run_sweep_job
+from trainers.sweep import in_sweep, job_run_dir, restart_count, run_sweep_job
 
 register()
 
@@ -143,7 +143,7 @@ def train_in(run_dir: Path, cfg: DictConfig, ranks: Ranks) -> TrainSummary:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved, dict)
     manifest.config_sha256 = config_sha256({k: v for k, v in resolved.items() if k not in ("run_dir", "checkpoint")})
-    manifest.run = run_info(run_dir)
+    manifest.run = run_info(run_dir, cfg)
     if ranks.is_distributed:
         seeds = [determinism.rank_seed(run_seed.value, rank) for rank in range(ranks.world_size)]
         manifest.distributed = {**ranks.record(), "seeds": seeds}
@@ -252,15 +252,16 @@ def continue_from_checkpoint(cfg: DictConfig) -> None:
 
 
 def current_run_dir(cfg: DictConfig) -> Path:
-    """A sweep job's own dir (Hydra's job subdir), else ``run_dir``: seedlock creates and claims
-    it (trainers/run_dir.py), Hydra does not (``hydra.run.dir`` is the working dir)."""
+    """A sweep job's own dir (Hydra's job subdir; a new one for each time Slurm requeues the job),
+    else ``run_dir``: seedlock creates and claims it (trainers/run_dir.py), Hydra does not
+    (``hydra.run.dir`` is the working dir)."""
     if in_sweep():
-        return Path(HydraConfig.get().runtime.output_dir)
+        return job_run_dir()
     return Path(cfg.run_dir)
 
 
-def run_info(run_dir: Path) -> dict[str, Any]:
-    info: dict[str, Any] = {"run_dir": str(run_dir), "argv": sys.argv}
+def run_info(run_dir: Path, cfg: DictConfig) -> dict[str, Any]:
+    info: dict[str, Any] = {"run_dir": str(run_dir), "argv": sys.argv, "continued_from": cfg.checkpoint or None}
     if HydraConfig.initialized():
         hydra_cfg = HydraConfig.get()
         info["overrides"] = list(hydra_cfg.overrides.task)
@@ -268,6 +269,8 @@ def run_info(run_dir: Path) -> dict[str, Any]:
         info["job_num"] = hydra_cfg.job.get("num")
         info["job_id"] = hydra_cfg.job.get("id")  # submitit: the Slurm (or local) job id
         info["sweep_dir"] = hydra_cfg.sweep.dir if str(hydra_cfg.mode) == "RunMode.MULTIRUN" else None
+        if in_sweep():
+            info["restart_count"] = restart_count()  # Slurm requeued the job this many times
     return info
 
 
