@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from bench.env_throughput import sync
 from bench.machine import describe, machine
+from bench.op_cost import time_step
 from determinism.conv import conv2d_matmul_wgrad
 from determinism.torch_flags import lock_torch
 from tasks.cartpole_rgb import CartpoleRgbConfig
@@ -95,18 +93,7 @@ def time_variant(name: str, batch: int, device: str, steps: int) -> dict[str, An
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model = PixelCnn(conv).to(device).to(memory_format=layout)
     frames = torch.rand(batch, *FRAME_SHAPE, device=device).contiguous(memory_format=layout)
-    first = gradients(model, frames)
-    repeatable = all(torch.equal(a, b) for a, b in zip(first, gradients(model, frames)))
-    for _ in range(3):
-        gradients(model, frames)
-    times = []
-    for _ in range(steps):
-        sync(device)
-        start = time.perf_counter()
-        gradients(model, frames)
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return {"variant": name, "batch": batch, "ms": 1e3 * statistics.median(times), "repeatable": repeatable}
+    return {"variant": name, "batch": batch, **time_step(lambda: gradients(model, frames), device, steps)}
 
 
 def markdown(result: dict[str, Any]) -> str:
