@@ -29,11 +29,11 @@ import torch
 from omegaconf import DictConfig
 
 import determinism
-from determinism.torch_flags import DEFAULT_CUBLAS_WORKSPACE_CONFIG
 from determinism.audit import (
-    reserve_cublas_for_audit,
-    Finding, Probes, lockable_ops, nondeterministic_ops, settings_facts, settings_that_break, unseeded_rngs, warp_atomics,
+    Finding, Probes, lockable_ops, nondeterministic_ops, reserve_cublas_for_audit, settings_facts, settings_that_break,
+    unseeded_rngs, warp_atomics,
 )
+from determinism.torch_flags import DEFAULT_CUBLAS_WORKSPACE_CONFIG
 from trainers.train import USER_ERRORS, run_training
 from trainers.verify import VerifyInputError, composed
 
