@@ -33,7 +33,9 @@ def test_an_env_only_difference_is_named_as_the_envs_observations(tmp_path: Path
     assert modules, "the library's own modules are traced, by the names the fingerprints give them"
 
 
-@pytest.mark.parametrize("trainer", TRAINER_PARAMS)
+# rsl_rl in make test; the other three libraries in make test-all (make test's 6-minute budget).
+@pytest.mark.parametrize("trainer", [param if param.values[0] == "rsl_rl" else pytest.param(*param.values, marks=[*param.marks, pytest.mark.slow])
+                                     for param in TRAINER_PARAMS])
 def test_an_rng_drawn_outside_seedlocks_seeding_is_named_as_the_actions(
     tmp_path: Path, trainer: str, restore_torch_state: None, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
