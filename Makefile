@@ -14,11 +14,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# --no-compile: the modules a run imports are byte-compiled when first imported, not every module
-# of every package at install time (half the install's time on 2 cores).
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q --no-compile "$(TORCH_LOCAL)"
-	$(PY) -m pip install -q --no-compile -e ".[test]"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_LOCAL)"
+	$(PY) -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)
