@@ -77,6 +77,7 @@ def test_a_different_thread_count_for_the_update_is_named_in_the_update(
     assert found is not None and found.iteration == 0 and "in the update's minibatch 0" in found.what, found
 
 
+@pytest.mark.slow  # two traced seedlock-train processes: make test-all (the planted cases above run in make test)
 def test_verify_explain_traces_the_runs_and_says_nothing_differs(tmp_path: Path) -> None:
     result = run_verify("--explain", "--verify-dir", str(tmp_path / "v"), "trainer=rsl_rl", "num_envs=16", "max_iterations=2")
     assert result.returncode == 0, result.stderr

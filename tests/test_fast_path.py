@@ -13,16 +13,18 @@ from hydra import initialize_config_module
 
 import tasks.cartpole
 from bench import step_profile
-from tests.support import run_train
+from tests.support import compose_config, run_train
 from trainers.fast_path import REFUSED, SUPPORTED
 
 SMALL = ("num_envs=64", "max_iterations=3", "progress=false")
 
 
 @pytest.mark.parametrize("trainer", SUPPORTED)
-def test_the_fast_path_is_the_same_run(tmp_path: Path, trainer: str) -> None:
+def test_the_fast_path_is_the_same_run(tmp_path: Path, trainer: str, restore_torch_state: None) -> None:
+    from trainers.train import run_training
+
     for fast in ("false", "true"):
-        run_train(f"trainer={trainer}", *SMALL, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}")
+        run_training(compose_config(f"trainer={trainer}", *SMALL, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}"))
     eager = (tmp_path / "false" / "fingerprints.jsonl").read_text()
     assert eager.count("\n") == 3 and eager == (tmp_path / "true" / "fingerprints.jsonl").read_text()
 
@@ -44,7 +46,6 @@ def test_a_nan_from_the_env_still_stops_an_rsl_rl_fast_path_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_torch_state: None,
 ) -> None:
     from trainers.train import run_training
-    from tests.support import compose_config
 
     step = tasks.cartpole.CartpoleEnv.step
 
