@@ -21,6 +21,7 @@ def test_cfg_job_prints_the_composed_config() -> None:
     assert "seed: 7" in out and "num_envs: 256" in out and "class_name: PPO" in out
 
 
+@pytest.mark.slow  # two more runs in a pseudo-terminal: make test-all
 @pytest.mark.xdist_group("rsl_rl")
 def test_the_progress_bar_shows_when_asked_and_stays_out_of_logs(trained_runs: TrainedRuns, tmp_path: Path) -> None:
     shown = run_train(*SMALL, "progress=true", f"run_dir={tmp_path / 'shown'}")

@@ -68,9 +68,8 @@ def test_an_unknown_conv_weight_gradient_is_refused() -> None:
         use_conv_weight_grad("fast")
 
 
-@pytest.mark.parametrize(
-    "trainer", [t if t == "skrl" else pytest.param(t, marks=pytest.mark.slow) for t in TRAINERS]
-)
+@pytest.mark.slow  # two runs per library: make test-all
+@pytest.mark.parametrize("trainer", TRAINERS)
 def test_uninitialized_memory_fill_does_not_change_a_run(tmp_path: Path, trainer: str) -> None:
     """Nothing reads memory it did not write: fingerprints are the same with torch's fill on and off."""
     for fill in ("true", "false"):

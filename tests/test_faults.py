@@ -105,6 +105,7 @@ def test_two_runs_started_at_once_on_one_run_dir_one_runs_and_one_is_refused(tmp
     assert (run_dir / "fingerprints.jsonl").read_text().count("\n") == 3  # the one run, whole
 
 
+@pytest.mark.slow  # trains, then plays with no GL: make test-all
 def test_a_gif_with_no_display_and_no_gl_is_one_paragraph(tmp_path: Path) -> None:
     run_train("task=gym/Ant-v5", "num_envs=2", "max_iterations=1", "trainer=rsl_rl", f"run_dir={tmp_path / 'ant'}")
     env = {key: value for key, value in os.environ.items() if key not in ("DISPLAY", "PYOPENGL_PLATFORM")}

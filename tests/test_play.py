@@ -52,6 +52,7 @@ def test_play_films_episode_one_as_a_gif(trained_runs: TrainedRuns, tmp_path: Pa
     assert "2/2" not in again.stderr  # progress=auto: no bar when stderr is not a terminal
 
 
+@pytest.mark.slow  # trains the camera task, then films it: make test-all
 def test_play_films_a_pixel_task_through_its_camera(tmp_path: Path) -> None:
     run_train("task=cartpole_rgb", "num_envs=8", "max_iterations=1", f"run_dir={tmp_path / 'run'}")
     played = run_play(f"checkpoint={tmp_path / 'run'}", "episodes=2", "gif_frames=5", f"gif={tmp_path / 'camera.gif'}")
