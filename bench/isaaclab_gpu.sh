@@ -9,8 +9,8 @@
 #   bash bench/isaaclab_gpu.sh embedded TASK [args]  # the same for an embedded task (cartpole, cartpole_rgb)
 #   bash bench/isaaclab_gpu.sh audit              # seedlock-audit's GPU tests, the camera task's audit,
 #                                                 # its op costs and seedlock-verify --explain
-#   bash bench/isaaclab_gpu.sh speed              # issue 23: launches and syncs per library (eager, fast
-#                                                 # path), and eager vs trainer.fast_path: env-steps/s, fingerprints
+#   bash bench/isaaclab_gpu.sh profile            # issue 23: launches and syncs per library (eager, fast path)
+#   bash bench/isaaclab_gpu.sh speed              # issue 23: eager vs trainer.fast_path: env-steps/s, fingerprints
 set -euo pipefail
 WHEELS=${WHEELS:-/tmp/wheels}
 SITE=${SITE:-/tmp/site}
@@ -50,10 +50,12 @@ case "${1:-}" in
     python3 -m trainers.verify --explain --verify-dir /tmp/explain_rgb "${rgb[@]}" max_iterations=2 2>&1 \
       | tee "$OUT/explain_cartpole_rgb_cuda.txt" || true
     ;;
-  speed)
+  profile)
     python3 -m bench.step_profile --device cuda --num-envs 4096 --iterations 3 --out "$OUT/step_profile_cuda" | tail -30
     python3 -m bench.step_profile --device cuda --num-envs 4096 --iterations 3 --trainer rsl_rl --trainer skrl \
       trainer.fast_path=true --out "$OUT/step_profile_cuda_fast" | tail -12
+    ;;
+  speed)
     for n in 4096 16384; do for t in rsl_rl skrl; do for f in false true; do
       python3 -m trainers.train trainer=$t device=cuda num_envs=$n max_iterations=${ITERATIONS:-20} torch_deterministic=true \
         trainer.fast_path=$f run_dir=/tmp/speed/$t-$n-$f progress=false >/tmp/speed-$t-$n-$f.log 2>&1 || tail -3 /tmp/speed-$t-$n-$f.log
