@@ -56,12 +56,21 @@ case "${1:-}" in
       trainer.fast_path=true --out "$OUT/step_profile_cuda_fast" | tail -12
     ;;
   speed)
-    for n in 4096 16384; do for t in rsl_rl skrl; do for f in false true; do
-      python3 -m trainers.train trainer=$t device=cuda num_envs=$n max_iterations=${ITERATIONS:-20} torch_deterministic=true \
-        trainer.fast_path=$f run_dir=/tmp/speed/$t-$n-$f progress=false >/tmp/speed-$t-$n-$f.log 2>&1 || tail -3 /tmp/speed-$t-$n-$f.log
-      python3 -c "import json,sys; print(sys.argv[1], json.load(open(sys.argv[1] + '/summary.json'))['env_steps_per_second'])" /tmp/speed/$t-$n-$f
-    done; cmp -s /tmp/speed/$t-$n-false/fingerprints.jsonl /tmp/speed/$t-$n-true/fingerprints.jsonl \
-      && echo "$t $n fingerprints equal" || echo "$t $n fingerprints DIFFER"; done; done | tee "$OUT/fast_path_cuda.txt"
+    # env-steps/s from each run's summary.json (its whole training loop, capture and warm-up included)
+    speed_run() {  # trainer envs fast_path iterations
+      python3 -m trainers.train trainer=$1 device=cuda num_envs=$2 max_iterations=$4 torch_deterministic=true \
+        trainer.fast_path=$3 run_dir=/tmp/speed/$1-$2-$3 progress=false >/tmp/speed-$1-$2-$3.log 2>&1 || tail -3 /tmp/speed-$1-$2-$3.log
+      python3 -c "import json,sys; print(sys.argv[1], json.load(open(sys.argv[1] + '/summary.json'))['env_steps_per_second'])" /tmp/speed/$1-$2-$3
+    }
+    for n in 4096 16384; do
+      for t in rsl_rl skrl; do
+        speed_run $t $n false ${ITERATIONS:-60}; speed_run $t $n true ${ITERATIONS:-60}
+        cmp -s /tmp/speed/$t-$n-false/fingerprints.jsonl /tmp/speed/$t-$n-true/fingerprints.jsonl \
+          && echo "$t $n fingerprints equal" || echo "$t $n fingerprints DIFFER"
+      done
+      speed_run rl_games $n false ${ITERATIONS:-60}  # trainer.fast_path is refused for rl_games and sb3
+    done 2>&1 | tee "$OUT/fast_path_cuda.txt"
+    speed_run sb3 4096 false 6 2>&1 | tee -a "$OUT/fast_path_cuda.txt"
     ;;
   *) sed -n 2,9p "$0"; exit 2 ;;
 esac

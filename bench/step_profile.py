@@ -14,7 +14,11 @@ its update (after it). Counted per op:
 - **host syncs**: ops that make the host wait for the device on CUDA: reading a value
   (``.item()``, ``float(t)``, ``bool(t)``: ``_local_scalar_dense``/``is_nonzero``), ops whose
   output size depends on the data (``nonzero``, ``masked_select``, ``unique``), and device-to-host
-  copies (``.cpu()``, ``.numpy()``, ``.tolist()``; only on CUDA, where they exist).
+  copies (``.cpu()``, ``.numpy()``, ``.tolist()``; only on CUDA, where they exist). On CUDA a
+  value read counts only when a CUDA tensor is read (Adam's step counters live on the host).
+
+seedlock's checkpoint (iteration 0, every ``trainer.checkpoint_interval`` and the last) copies the
+models to the host: its ops are counted apart, not as rollout or update.
 
 The first iteration (warm-up: allocations, CUDA-graph capture, lazy init) is left out of the
 per-iteration figures. A CUDA-graph replay (seedlock's env step on CUDA) is one kernel op.
@@ -62,6 +66,9 @@ SYNCING = {"_local_scalar_dense", "is_nonzero", "nonzero", "masked_select", "_un
            "unique_consecutive", "equal", "allclose", "repeat_interleave"}
 
 
+CHECKPOINT = "seedlock:checkpoint"  # the owner of ops inside seedlock's save_checkpoint
+
+
 def owner() -> tuple[str, str]:
     """Who called the op (``seedlock:<file>``, the library's package, or ``other``) and where
     (``path:line``, the path from the package)."""
@@ -73,6 +80,8 @@ def owner() -> tuple[str, str]:
             continue
         if filename.startswith(SEEDLOCK_DIRS):
             path = os.path.relpath(filename, ROOT)
+            if frame.f_code.co_name == "save_checkpoint":  # once per checkpoint, not per step
+                return CHECKPOINT, f"{path}:{frame.f_lineno}"
             return f"seedlock:{path}", f"{path}:{frame.f_lineno}"
         for marker in ("site-packages", "dist-packages", f"{os.sep}site{os.sep}"):
             if marker in filename:
@@ -91,9 +100,12 @@ class Iteration:
 class OpCounter(TorchDispatchMode):
     """Every kernel op and host sync of the run, with its owner and the env step it came after."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu") -> None:
         super().__init__()
         self.iterations: list[Iteration] = [Iteration()]
+        # On CUDA a value read syncs only when the value is on the device: Adam's step counts live
+        # on the host. On the CPU every read is counted, as the sync it would be on CUDA.
+        self.on_cuda = device.startswith("cuda")
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         name = func._schema.name.split("::")[-1]
@@ -101,7 +113,9 @@ class OpCounter(TorchDispatchMode):
         to_host = name in ("_to_copy", "copy_") and _device_to_host(func, args, kwargs or {}, out)
         if name not in NO_KERNEL:
             current = self.iterations[-1]
-            current.ops.append((name, owner(), name in SYNCING or to_host, current.env_steps))
+            syncing = name in SYNCING and (not self.on_cuda or any(
+                isinstance(arg, torch.Tensor) and arg.device.type == "cuda" for arg in args))
+            current.ops.append((name, owner(), syncing or to_host, current.env_steps))
         return out
 
 
@@ -118,7 +132,7 @@ def profile_run(trainer: str, args: argparse.Namespace, work_dir: Path) -> dict[
 
     cfg = run_config(args.task, trainer, args.device, args.num_envs, args.iterations, args.torch_deterministic,
                      work_dir / trainer, args.overrides)
-    counter = OpCounter()
+    counter = OpCounter(args.device)
     note, drain = ObservationDigests.note, ObservationDigests.drain
 
     def counted_note(self: ObservationDigests, *a: Any, **k: Any) -> Any:
@@ -155,14 +169,14 @@ def summarize(trainer: str, iterations: list[Iteration]) -> dict[str, Any]:
     counts: Counter = Counter()
     for iteration in iterations:
         for op, (who, where), syncing, steps in iteration.ops:
-            phase = "rollout" if steps < iteration.env_steps else "update"
+            phase = "checkpoint" if who == CHECKPOINT else "rollout" if steps < iteration.env_steps else "update"
             counts[(phase, "syncs" if syncing else "kernel_ops", "seedlock" if who.startswith("seedlock") else who)] += 1
             if syncing:
                 counts[("sync_ops", f"{phase}: {op}", where)] += 1
     n = len(iterations)
     env_steps = iterations[0].env_steps
     table: dict[str, Any] = {"trainer": trainer, "iterations_counted": n, "env_steps_per_iteration": env_steps}
-    for phase in ("rollout", "update"):
+    for phase in ("rollout", "update", "checkpoint"):
         for kind in ("kernel_ops", "syncs"):
             by_owner = {who: count / n for (p, k, who), count in counts.items() if p == phase and k == kind}
             table[f"{phase}_{kind}"] = dict(sorted(by_owner.items(), key=lambda item: -item[1]))
@@ -202,6 +216,10 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{owners('rollout_syncs')}; update syncs: {owners('update_syncs')}.")
         top = ", ".join(f"{s['op']} at `{s['where']}` {s['per_iteration']:,.0f}" for s in row["sync_ops"][:8])
         lines.append(f"  Syncing ops: {top or 'none'}.")
+        if row["checkpoint_kernel_ops"] or row["checkpoint_syncs"]:
+            lines.append(f"  Not in the table: seedlock's checkpoint (iteration 0, every `trainer.checkpoint_interval` and the last), "
+                         f"{sum(row['checkpoint_kernel_ops'].values()):,.0f} kernel ops and "
+                         f"{sum(row['checkpoint_syncs'].values()):,.0f} syncs per iteration averaged here.")
     return "\n".join(lines) + "\n"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,7 +15,8 @@ from hydra import initialize_config_module
 import tasks.cartpole
 from bench import step_profile
 from tests.support import compose_config, run_train
-from trainers.fast_path import REFUSED, SUPPORTED
+from trainers.fast_path import REFUSED, SUPPORTED, FastPathError
+from trainers.rsl_rl_graphs import GraphedPpo
 
 SMALL = ("num_envs=64", "max_iterations=3", "progress=false")
 
@@ -27,6 +29,31 @@ def test_the_fast_path_is_the_same_run(tmp_path: Path, trainer: str, restore_tor
         run_training(compose_config(f"trainer={trainer}", *SMALL, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}"))
     eager = (tmp_path / "false" / "fingerprints.jsonl").read_text()
     assert eager.count("\n") == 3 and eager == (tmp_path / "true" / "fingerprints.jsonl").read_text()
+
+
+def test_an_rsl_rl_fast_path_run_resumes_as_the_same_run(tmp_path: Path, restore_torch_state: None) -> None:
+    """The graphs (eager on the CPU: RSL-RL's act and update as seedlock runs them) start afresh in
+    the continued process, which equals the uninterrupted run."""
+    from trainers.train import run_training
+
+    common = ("trainer=rsl_rl", *SMALL, "trainer.fast_path=true", "trainer.checkpoint_interval=1")
+    run_training(compose_config(*common, f"run_dir={tmp_path / 'whole'}"))
+    run_training(compose_config(*common, f"run_dir={tmp_path / 'resumed'}",
+                                f"checkpoint={tmp_path / 'whole' / 'checkpoints' / 'model_0.pt'}"))
+    whole = (tmp_path / "whole" / "fingerprints.jsonl").read_text().splitlines()
+    assert (tmp_path / "resumed" / "fingerprints.jsonl").read_text().splitlines() == whole[1:]
+
+
+@pytest.mark.parametrize(("feature", "named"), [
+    ({"recurrent": True}, "a recurrent actor or critic"), ({"rnd": object()}, "RND"),
+    ({"symmetry": object()}, "symmetry augmentation"), ({"use_mixed_precision": True}, "use_mixed_precision"),
+])
+def test_an_rsl_rl_agent_the_graphed_loop_cannot_run_is_refused_by_name(feature: dict, named: str) -> None:
+    model = SimpleNamespace(is_recurrent=feature.get("recurrent", False))
+    alg = SimpleNamespace(actor=model, critic=model, rnd=feature.get("rnd"), symmetry=feature.get("symmetry"),
+                          use_mixed_precision=feature.get("use_mixed_precision", False))
+    with pytest.raises(FastPathError, match=f"trainer.fast_path=true is not valid for this trainer=rsl_rl agent.*{named}"):
+        GraphedPpo(alg, "cpu")
 
 
 @pytest.mark.parametrize("trainer", SUPPORTED)

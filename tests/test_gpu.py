@@ -20,6 +20,7 @@ import torch
 
 from determinism.torch_flags import reserve_cublas_workspace
 from tests.support import TRAINERS, run_train, run_verify
+from trainers.fast_path import SUPPORTED as FAST_PATH_TRAINERS
 
 # The in-process tests (the audit's) lock torch after earlier tests of this process started CUDA:
 # cuBLAS's workspace setting must be in place before the first of them.
@@ -224,3 +225,18 @@ def test_audit_names_the_camera_tasks_convolutions_under_fast_defaults(
         assert bool(breaks) == (expected == 1), report["breaks"]
         if expected is not None:
             assert exited.value.code == expected
+
+
+@pytest.mark.parametrize("trainer", FAST_PATH_TRAINERS)
+def test_the_fast_path_is_the_same_run_on_gpu(tmp_path: Path, trainer: str) -> None:
+    """trainer.fast_path=true (RSL-RL: act and each minibatch's forward and backward as CUDA graphs;
+    skrl: no per-step sync) gives the eager path's fingerprints bit for bit, and resumes as it."""
+    common = (f"trainer={trainer}", *GPU_SIZE, "torch_deterministic=true", "progress=false")
+    for fast in ("false", "true"):
+        run_train(*common, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}", "trainer.checkpoint_interval=4")
+    eager = (tmp_path / "false" / "fingerprints.jsonl").read_text()
+    assert eager.count("\n") == 8 and eager == (tmp_path / "true" / "fingerprints.jsonl").read_text()
+    run_train(*common, "trainer.fast_path=true", f"checkpoint={tmp_path / 'true' / 'checkpoints' / 'model_4.pt'}",
+              f"run_dir={tmp_path / 'resumed'}")
+    resumed = (tmp_path / "resumed" / "fingerprints.jsonl").read_text().splitlines()
+    assert resumed == eager.splitlines()[5:]

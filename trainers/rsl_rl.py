@@ -21,6 +21,7 @@ from tensordict import TensorDict
 from tasks.task import BatchedTask
 from tasks.isaaclab import check_agent_inputs, is_isaaclab
 from trainers.fast_path import NanWatch, check_fast_path
+from trainers.rsl_rl_graphs import GraphedPpo
 from trainers.interface import (
     Policy,
     TrainingRun,
@@ -156,7 +157,9 @@ class SeedlockRunner(OnPolicyRunner):
 
     def _take_fast_path(self) -> NanWatch:
         """trainer.fast_path: the logger's per-step episode bookkeeping off, the NaN check on the
-        device (trainers/fast_path.py)."""
+        device (trainers/fast_path.py), PPO's act and update as CUDA graphs (trainers/rsl_rl_graphs.py;
+        eager on the CPU)."""
+        GraphedPpo(self.alg, self.device).install()
         self.logger.process_env_step = lambda *args, **kwargs: None  # type: ignore[method-assign]
         nan_watch = NanWatch(self.device)
         process = self.alg.process_env_step

@@ -39,7 +39,7 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from tasks.task import BatchedTask
+from tasks.task import BatchedTask, StepResult
 from tasks.isaaclab import check_agent_inputs, is_isaaclab
 from trainers.interface import (
     CheckpointError,
@@ -252,8 +252,7 @@ class SB3VecEnv(VecEnv):
         assert self._actions is not None, "step_wait() without step_async()"
         result = self.env.step(self._actions)
         self._actions = None
-        rewards = result.reward.cpu().numpy()
-        dones = (result.terminated | result.truncated).cpu().numpy()
+        obs, rewards, dones = self._to_host(result)
         self._episode_return += rewards
         self._episode_length += 1
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
@@ -269,7 +268,20 @@ class SB3VecEnv(VecEnv):
                 }
             self._episode_return[done_ids] = 0.0
             self._episode_length[done_ids] = 0
-        return result.obs.cpu().numpy(), rewards, dones, infos
+        return obs, rewards, dones, infos
+
+    @staticmethod
+    def _to_host(result: StepResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The observations, rewards and dones SB3's numpy buffer takes, in one device-to-host copy
+        where the observations are a float vector per env (each copy is a host sync on CUDA):
+        rewards are float32 and dones 0/1, both exact in the packed float32 block."""
+        done = result.terminated | result.truncated
+        if result.obs.dim() == 2 and result.obs.dtype == result.reward.dtype:
+            packed = torch.cat([result.obs, result.reward.unsqueeze(1), done.unsqueeze(1).to(result.reward.dtype)], dim=1)
+            block = packed.cpu().numpy()
+            return np.ascontiguousarray(block[:, :-2]), block[:, -2].copy(), block[:, -1] > 0
+        scalars = torch.stack([result.reward, done.to(result.reward.dtype)], dim=1).cpu().numpy()
+        return result.obs.cpu().numpy(), scalars[:, 0].copy(), scalars[:, 1] > 0
 
     def close(self) -> None:
         pass
