@@ -8,7 +8,9 @@ per-step syncs are bookkeeping for its own console and TensorBoard scalars, or a
 
 - RSL-RL: its logger's episode returns (``dones.nonzero()`` and two ``.cpu()`` copies per step)
   are off, and its per-step NaN check (three ``.any()`` reads) becomes :class:`NanWatch`: the same
-  check summed on the device every step and read once per iteration, with RSL-RL's message.
+  check summed on the device every step and read once per iteration, with RSL-RL's message. On
+  CUDA, PPO's act and each minibatch's forward and backward run as CUDA graphs
+  (``trainers/rsl_rl_graphs.py``): the same kernels, launched as one.
 - skrl: its per-step reward tracking (``.nonzero()``, ``.tolist()`` and three ``.item()`` per step)
   is off; its loss scalars stay.
 
