@@ -117,6 +117,7 @@ def test_a_gif_with_no_display_and_no_gl_is_one_paragraph(tmp_path: Path) -> Non
     assert not (tmp_path / "ant.gif").exists()
 
 
+@pytest.mark.slow  # about 19 s: make test-all
 @needs_mounts
 def test_a_run_whose_disk_fills_says_so_keeps_its_checkpoints_and_continues_as_the_same_run(tmp_path: Path) -> None:
     """The disk fills mid-run (about 72 KB a checkpoint on 300 KB): one paragraph that names the
