@@ -61,6 +61,7 @@ case "${1:-}" in
       python3 -m trainers.train trainer=$1 device=cuda num_envs=$2 max_iterations=$4 torch_deterministic=true \
         trainer.fast_path=$3 run_dir=/tmp/speed/$1-$2-$3 progress=false >/tmp/speed-$1-$2-$3.log 2>&1 || tail -3 /tmp/speed-$1-$2-$3.log
       python3 -c "import json,sys; print(sys.argv[1], json.load(open(sys.argv[1] + '/summary.json'))['env_steps_per_second'])" /tmp/speed/$1-$2-$3
+      grep -E "Collection time|Learning time" /tmp/speed-$1-$2-$3.log | tail -2 | tr -s ' ' | paste -sd' ' || true  # RSL-RL's own split
     }
     for n in 4096 16384; do
       for t in rsl_rl skrl; do
@@ -71,6 +72,11 @@ case "${1:-}" in
       speed_run rl_games $n false ${ITERATIONS:-60}  # trainer.fast_path is refused for rl_games and sb3
     done 2>&1 | tee "$OUT/fast_path_cuda.txt"
     speed_run sb3 4096 false 6 2>&1 | tee -a "$OUT/fast_path_cuda.txt"
+    # issue 24's dry run on one GPU: two NCCL ranks on cuda:0, and seedlock's own torchrun launch
+    timeout 90 python3 -m torch.distributed.run --nproc-per-node=2 -m bench.nccl_one_gpu 2>&1 | grep -E "^rank|Error" | head -8 \
+      | tee "$OUT/nccl_one_gpu.txt" || true
+    timeout 120 python3 -m torch.distributed.run --nproc-per-node=2 -m trainers.train distributed=true device=cuda trainer=rsl_rl \
+      num_envs=4096 max_iterations=2 run_dir=/tmp/dist progress=false 2>&1 | tail -12 | tee -a "$OUT/nccl_one_gpu.txt" || true
     ;;
   *) sed -n 2,9p "$0"; exit 2 ;;
 esac
