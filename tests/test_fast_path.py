@@ -31,6 +31,20 @@ def test_the_fast_path_is_the_same_run(tmp_path: Path, trainer: str, restore_tor
     assert eager.count("\n") == 3 and eager == (tmp_path / "true" / "fingerprints.jsonl").read_text()
 
 
+def test_rsl_rl_with_observation_normalization_is_the_same_run_on_the_fast_path(
+    tmp_path: Path, restore_torch_state: None,
+) -> None:
+    """RSL-RL's normalizer replaces its std tensor after each update; the graphed loop keeps the
+    captured tensor as the buffer (same values), so the run stays the eager run."""
+    from trainers.train import run_training
+
+    normalized = ("trainer=rsl_rl", *SMALL, "agent.actor.obs_normalization=true", "agent.critic.obs_normalization=true")
+    for fast in ("false", "true"):
+        run_training(compose_config(*normalized, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}"))
+    eager = (tmp_path / "false" / "fingerprints.jsonl").read_text()
+    assert eager.count("\n") == 3 and eager == (tmp_path / "true" / "fingerprints.jsonl").read_text()
+
+
 def test_an_rsl_rl_fast_path_run_resumes_as_the_same_run(tmp_path: Path, restore_torch_state: None) -> None:
     """The graphs (eager on the CPU: RSL-RL's act and update as seedlock runs them) start afresh in
     the continued process, which equals the uninterrupted run."""

@@ -240,3 +240,13 @@ def test_the_fast_path_is_the_same_run_on_gpu(tmp_path: Path, trainer: str) -> N
               f"run_dir={tmp_path / 'resumed'}")
     resumed = (tmp_path / "resumed" / "fingerprints.jsonl").read_text().splitlines()
     assert resumed == eager.splitlines()[5:]
+
+
+def test_rsl_rl_fast_path_with_observation_normalization_is_the_same_run_on_gpu(tmp_path: Path) -> None:
+    """The normalizer replaces its std after each update; the graphs must read the new values."""
+    common = ("trainer=rsl_rl", *GPU_SIZE, "torch_deterministic=true", "progress=false",
+              "agent.actor.obs_normalization=true", "agent.critic.obs_normalization=true")
+    for fast in ("false", "true"):
+        run_train(*common, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}")
+    eager = (tmp_path / "false" / "fingerprints.jsonl").read_text()
+    assert eager.count("\n") == 8 and eager == (tmp_path / "true" / "fingerprints.jsonl").read_text()
