@@ -31,8 +31,34 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.distributions import Normal
 
 from trainers.fast_path import FastPathError
+
+
+def capturable_normal_sample(self: Normal, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    """``Normal.sample`` without its host sync: ``torch.normal(mean, std)`` first checks
+    ``std.min() >= 0`` on the host (no capture allows that), then fills the output with
+    ``normal_(0, 1)`` and computes ``output * std + mean`` in place (ATen's ``normal_out_impl``).
+    This is that computation without the check: the same kernels, the same generator offsets, the
+    same bits (tested against the eager run on the CPU and the GPU)."""
+    shape = self._extended_shape(sample_shape)
+    with torch.no_grad():
+        loc, scale = self.loc.expand(shape), self.scale.expand(shape)
+        output = torch.empty(shape, dtype=loc.dtype, device=loc.device)
+        output.normal_(0.0, 1.0)
+        return output.mul_(scale).add_(loc)
+
+
+@contextlib.contextmanager
+def capturable_sampling() -> Iterator[None]:
+    """Normal.sample as :func:`capturable_normal_sample` while a captured sequence runs."""
+    sample = Normal.sample
+    Normal.sample = capturable_normal_sample  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Normal.sample = sample  # type: ignore[method-assign]
 
 
 class CapturedCall:
@@ -47,6 +73,10 @@ class CapturedCall:
         self.warmed_up = False
 
     def __call__(self) -> Any:
+        with capturable_sampling():
+            return self._call()
+
+    def _call(self) -> Any:
         if self.device.type != "cuda":
             return self.fn()
         if not self.warmed_up:
