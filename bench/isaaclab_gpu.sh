@@ -73,9 +73,9 @@ case "${1:-}" in
     done 2>&1 | tee "$OUT/fast_path_cuda.txt"
     speed_run sb3 4096 false 6 2>&1 | tee -a "$OUT/fast_path_cuda.txt"
     # issue 24's dry run on one GPU: two NCCL ranks on cuda:0, and seedlock's own torchrun launch
-    timeout 90 python3 -m torch.distributed.run --nproc-per-node=2 -m bench.nccl_one_gpu 2>&1 | grep -E "^rank|Error" | head -8 \
+    timeout 45 python3 -m torch.distributed.run --nproc-per-node=2 -m bench.nccl_one_gpu 2>&1 | grep -E "^rank|Error" | head -8 \
       | tee "$OUT/nccl_one_gpu.txt" || true
-    timeout 120 python3 -m torch.distributed.run --nproc-per-node=2 -m trainers.train distributed=true device=cuda trainer=rsl_rl \
+    timeout 60 python3 -m torch.distributed.run --nproc-per-node=2 -m trainers.train distributed=true device=cuda trainer=rsl_rl \
       num_envs=4096 max_iterations=2 run_dir=/tmp/dist progress=false 2>&1 | tail -12 | tee -a "$OUT/nccl_one_gpu.txt" || true
     ;;
   *) sed -n 2,9p "$0"; exit 2 ;;
