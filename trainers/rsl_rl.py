@@ -21,7 +21,6 @@ from tensordict import TensorDict
 from tasks.task import BatchedTask
 from tasks.isaaclab import check_agent_inputs, is_isaaclab
 from trainers.fast_path import NanWatch, check_fast_path
-from trainers.rsl_rl_graphs import GraphedPpo
 from trainers.interface import (
     Policy,
     TrainingRun,
@@ -32,6 +31,7 @@ from trainers.interface import (
     save_checkpoint,
     summarize,
 )
+from trainers.rsl_rl_graphs import GraphedPpo
 
 OBS_GROUP = "policy"
 
