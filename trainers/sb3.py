@@ -252,14 +252,13 @@ class SB3VecEnv(VecEnv):
         assert self._actions is not None, "step_wait() without step_async()"
         result = self.env.step(self._actions)
         self._actions = None
-        obs, rewards, dones = self._to_host(result)
+        obs, rewards, dones, truncated = self._to_host(result)
         self._episode_return += rewards
         self._episode_length += 1
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         done_ids = np.flatnonzero(dones)
         if done_ids.size:
             final_obs = result.final_obs.cpu().numpy()
-            truncated = result.truncated.cpu().numpy()
             for idx in done_ids:
                 infos[idx] = {
                     "terminal_observation": final_obs[idx],
@@ -271,17 +270,19 @@ class SB3VecEnv(VecEnv):
         return obs, rewards, dones, infos
 
     @staticmethod
-    def _to_host(result: StepResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The observations, rewards and dones SB3's numpy buffer takes, in one device-to-host copy
+    def _to_host(result: StepResult) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The observations, rewards, dones and time-outs SB3 takes, in one device-to-host copy
         where the observations are a float vector per env (each copy is a host sync on CUDA):
-        rewards are float32 and dones 0/1, both exact in the packed float32 block."""
-        done = result.terminated | result.truncated
-        if result.obs.dim() == 2 and result.obs.dtype == result.reward.dtype:
-            packed = torch.cat([result.obs, result.reward.unsqueeze(1), done.unsqueeze(1).to(result.reward.dtype)], dim=1)
-            block = packed.cpu().numpy()
-            return np.ascontiguousarray(block[:, :-2]), block[:, -2].copy(), block[:, -1] > 0
-        scalars = torch.stack([result.reward, done.to(result.reward.dtype)], dim=1).cpu().numpy()
-        return result.obs.cpu().numpy(), scalars[:, 0].copy(), scalars[:, 1] > 0
+        rewards are float32 and the flags 0/1, all exact in the packed float32 block."""
+        dtype = result.reward.dtype
+        scalars = torch.stack([result.reward, (result.terminated | result.truncated).to(dtype),
+                               result.truncated.to(dtype)], dim=1)
+        if result.obs.dim() == 2 and result.obs.dtype == dtype:
+            block = torch.cat([result.obs, scalars], dim=1).cpu().numpy()
+            obs, host = np.ascontiguousarray(block[:, :-3]), block[:, -3:]
+        else:
+            obs, host = result.obs.cpu().numpy(), scalars.cpu().numpy()
+        return obs, host[:, 0].copy(), host[:, 1] > 0, host[:, 2] > 0
 
     def close(self) -> None:
         pass
