@@ -15,10 +15,10 @@ from tests.support import TRAINERS, TrainedRuns, compose_config, run_train
 PIXELS = ("task=cartpole_rgb", "num_envs=16", "max_iterations=2")
 
 
-# rsl_rl and skrl in make test; rl_games' and SB3's CNNs in make test-all (~25 s each on 2 cores).
+# rsl_rl in make test; rl_games', SB3's and skrl's CNNs in make test-all (~11-25 s each on 2 cores).
 @pytest.mark.parametrize(
     "trainer",
-    [pytest.param(t, marks=[pytest.mark.xdist_group(t)] + ([] if t in ("rsl_rl", "skrl") else [pytest.mark.slow]))
+    [pytest.param(t, marks=[pytest.mark.xdist_group(t)] + ([] if t == "rsl_rl" else [pytest.mark.slow]))
      for t in TRAINERS],
 )
 def test_two_processes_on_pixels_identical_fingerprints(trained_runs: TrainedRuns, trainer: str) -> None:
