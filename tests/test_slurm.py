@@ -242,7 +242,9 @@ def test_the_cancelled_job_continued_through_slurm_with_checkpoint_is_the_uninte
 
 def test_a_job_at_its_slurm_time_limit_is_reported_as_timed_out_and_keeps_its_run(tmp_path: Path) -> None:
     """timeout_min=1: Slurm warns the job signal_delay_s before the limit, submitit stops it there
-    (max_num_timeout=0: no requeue), and the job reports the time limit with its run dir."""
+    (max_num_timeout=0: no requeue), and the job reports the time limit with its run dir. On a
+    loaded machine the job may not finish reporting before Slurm ends it (seen once in CI): then
+    the launcher reports Slurm's TIMEOUT, with the same run dir to continue."""
     sweep_dir = tmp_path / "sweep"
     result = slurm_sweep(
         sweep_dir, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=15", *LONG_RUN,
@@ -251,13 +253,20 @@ def test_a_job_at_its_slurm_time_limit_is_reported_as_timed_out_and_keeps_its_ru
     run_dir = sweep_dir / LONG_JOB_DIR
     assert result.returncode == 1, result.stderr
     assert "failed (time limit)" in result.stdout
-    assert (
+    job_reported = (
         "timed out: the job reached its Slurm time limit (hydra.launcher.timeout_min=1) and was not requeued "
         f"(hydra.launcher.max_num_timeout=0). The run so far is kept in {run_dir}: continue it with "
         f"checkpoint={run_dir}"
     ) in result.stderr
-    status = json.loads((run_dir / JOB_STATUS_FILE).read_text())
-    assert (status["status"], status["reason"]) == ("failed", "time limit")
+    slurm_reported = re.search(
+        r"ended TIMEOUT: Slurm ended it at its time limit \(hydra\.launcher\.timeout_min\)\. It trained \d+ "
+        rf"iterations in {re.escape(str(run_dir))}: continue it with checkpoint={re.escape(str(run_dir))}\.",
+        result.stderr,
+    )
+    assert job_reported or slurm_reported, result.stderr
+    if job_reported:
+        status = json.loads((run_dir / JOB_STATUS_FILE).read_text())
+        assert (status["status"], status["reason"]) == ("failed", "time limit")
     assert len(fingerprint_lines(run_dir)) >= 5 and (run_dir / "checkpoints" / "model_5.pt").is_file()
 
 
