@@ -45,6 +45,32 @@ def test_rsl_rl_with_observation_normalization_is_the_same_run_on_the_fast_path(
     assert eager.count("\n") == 3 and eager == (tmp_path / "true" / "fingerprints.jsonl").read_text()
 
 
+@pytest.mark.parametrize("agent", [
+    ("agent.models.separate=true", "agent.entropy_loss_scale=0.01", "agent.grad_norm_clip=0"),
+    ("agent.observation_preprocessor=null", "agent.value_preprocessor=null", "agent.learning_rate_scheduler=null",
+     "agent.value_clip=0"),
+], ids=["separate-entropy-noclip", "no-scalers-no-scheduler"])
+def test_skrl_agent_variants_are_the_same_run_on_the_fast_path(
+    tmp_path: Path, agent: tuple[str, ...], restore_torch_state: None,
+) -> None:
+    """skrl's graphed update is a copy of skrl's own: each branch it takes gives skrl's run."""
+    from trainers.train import run_training
+
+    for fast in ("false", "true"):
+        run_training(compose_config("trainer=skrl", *SMALL, *agent, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}"))
+    eager = (tmp_path / "false" / "fingerprints.jsonl").read_text()
+    assert eager.count("\n") == 3 and eager == (tmp_path / "true" / "fingerprints.jsonl").read_text()
+
+
+@pytest.mark.parametrize(("setting", "named"), [
+    ("agent.kl_threshold=0.05", "kl_threshold=0.05"), ("agent.mini_batches=7", "mini_batches=7"),
+])
+def test_a_skrl_agent_the_graphed_loop_cannot_run_is_refused_by_name(tmp_path: Path, setting: str, named: str) -> None:
+    result = run_train("trainer=skrl", *SMALL, setting, "trainer.fast_path=true", f"run_dir={tmp_path / 'run'}", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "trainer.fast_path=true is not valid for this trainer=skrl agent" in result.stderr and named in result.stderr
+
+
 def test_an_rsl_rl_fast_path_run_resumes_as_the_same_run(tmp_path: Path, restore_torch_state: None) -> None:
     """The graphs (eager on the CPU: RSL-RL's act and update as seedlock runs them) start afresh in
     the continued process, which equals the uninterrupted run."""

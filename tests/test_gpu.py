@@ -229,8 +229,7 @@ def test_audit_names_the_camera_tasks_convolutions_under_fast_defaults(
 
 @pytest.mark.parametrize("trainer", FAST_PATH_TRAINERS)
 def test_the_fast_path_is_the_same_run_on_gpu(tmp_path: Path, trainer: str) -> None:
-    """trainer.fast_path=true (RSL-RL: act and each minibatch's forward and backward as CUDA graphs;
-    skrl: no per-step sync) gives the eager path's fingerprints bit for bit, and resumes as it."""
+    """trainer.fast_path=true (act and each minibatch's forward and backward as CUDA graphs) gives the eager path's fingerprints bit for bit, and resumes as it."""
     common = (f"trainer={trainer}", *GPU_SIZE, "torch_deterministic=true", "progress=false")
     for fast in ("false", "true"):
         run_train(*common, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}", "trainer.checkpoint_interval=4")
@@ -240,6 +239,20 @@ def test_the_fast_path_is_the_same_run_on_gpu(tmp_path: Path, trainer: str) -> N
               f"run_dir={tmp_path / 'resumed'}")
     resumed = (tmp_path / "resumed" / "fingerprints.jsonl").read_text().splitlines()
     assert resumed == eager.splitlines()[5:]
+
+
+@pytest.mark.parametrize("variant", [
+    ("agent.models.separate=true", "agent.entropy_loss_scale=0.01"),
+    ("task=cartpole_rgb", "num_envs=256"),
+], ids=["separate-entropy", "pixels"])
+def test_skrl_fast_path_variants_are_the_same_run_on_gpu(tmp_path: Path, variant: tuple[str, ...]) -> None:
+    """Separate policy and value models with an entropy loss, and the camera task's CNN (cuDNN
+    convolutions inside the captured graphs), each the eager run bit for bit."""
+    common = ("trainer=skrl", *GPU_SIZE, *variant, "max_iterations=4", "torch_deterministic=true", "progress=false")
+    for fast in ("false", "true"):
+        run_train(*common, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}")
+    eager = (tmp_path / "false" / "fingerprints.jsonl").read_text()
+    assert eager.count("\n") == 4 and eager == (tmp_path / "true" / "fingerprints.jsonl").read_text()
 
 
 def test_rsl_rl_fast_path_with_observation_normalization_is_the_same_run_on_gpu(tmp_path: Path) -> None:

@@ -25,76 +25,15 @@ and replays, every later call replays. The graphs are captured per process (not 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import torch
 from torch import nn
-from torch.distributions import Normal
 
+from trainers.cuda_graphs import CapturedCall
 from trainers.fast_path import FastPathError
-
-
-def capturable_normal_sample(self: Normal, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
-    """``Normal.sample`` without its host sync: ``torch.normal(mean, std)`` first checks
-    ``std.min() >= 0`` on the host (no capture allows that), then fills the output with
-    ``normal_(0, 1)`` and computes ``output * std + mean`` in place (ATen's ``normal_out_impl``).
-    This is that computation without the check: the same kernels, the same generator offsets, the
-    same bits (tested against the eager run on the CPU and the GPU)."""
-    shape = self._extended_shape(sample_shape)
-    with torch.no_grad():
-        loc, scale = self.loc.expand(shape), self.scale.expand(shape)
-        output = torch.empty(shape, dtype=loc.dtype, device=loc.device)
-        output.normal_(0.0, 1.0)
-        return output.mul_(scale).add_(loc)
-
-
-@contextlib.contextmanager
-def capturable_sampling() -> Iterator[None]:
-    """Normal.sample as :func:`capturable_normal_sample` while a captured sequence runs."""
-    sample = Normal.sample
-    Normal.sample = capturable_normal_sample  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Normal.sample = sample  # type: ignore[method-assign]
-
-
-class CapturedCall:
-    """``fn()`` reading static buffers, as a CUDA graph on CUDA and eagerly elsewhere. Its outputs
-    are the graph's buffers: read them before the next call."""
-
-    def __init__(self, fn: Callable[[], Any], device: torch.device | str) -> None:
-        self.fn = fn
-        self.device = torch.device(device)
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.outputs: Any = None
-        self.warmed_up = False
-
-    def __call__(self) -> Any:
-        with capturable_sampling():
-            return self._call()
-
-    def _call(self) -> Any:
-        if self.device.type != "cuda":
-            return self.fn()
-        if not self.warmed_up:
-            # The warm-up is a real call, on a side stream as PyTorch's capture recipe asks.
-            self.warmed_up = True
-            stream = torch.cuda.Stream(self.device)
-            stream.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(stream):
-                outputs = self.fn()
-            torch.cuda.current_stream(self.device).wait_stream(stream)
-            return outputs
-        if self.graph is None:
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.device(self.device), torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                self.outputs = self.fn()
-            self.graph = graph
-        self.graph.replay()
-        return self.outputs
 
 
 def unsupported(alg: Any) -> list[str]:

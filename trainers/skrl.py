@@ -57,6 +57,7 @@ with torchrun_env_hidden():
     from skrl.utils.model_instantiators.torch import deterministic_model, gaussian_model, shared_model
 
 from trainers.fast_path import check_fast_path
+from trainers.skrl_graphs import GraphedSkrlPpo
 from trainers.interface import (
     Policy,
     TrainingRun,
@@ -84,6 +85,8 @@ def train(run: TrainingRun) -> TrainSummary:
         agent.restore(payload["library"])
         agent.iteration = int(payload["seedlock"]["iteration"])
         agent.timestep_offset = (agent.iteration + 1) * agent.cfg.rollouts
+    if agent.fast_path:
+        agent.graphed = GraphedSkrlPpo(agent, agent.device)
     remaining = run.max_iterations - (agent.iteration + 1)
     if remaining > 0:
         timesteps = remaining * agent.cfg.rollouts
@@ -310,6 +313,14 @@ class SeedlockPPO(PPO):
         self.timestep_offset = 0  # env steps per env before this process's first (continued runs)
         self.last_checkpoint: Path | None = None
         self.fast_path = check_fast_path(run.cfg)
+        self.graphed: GraphedSkrlPpo | None = None  # trainer.fast_path's CUDA-graph loop, in training
+
+    def act(
+        self, observations: torch.Tensor, states: torch.Tensor | None, *, timestep: int, timesteps: int
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        if self.graphed is not None and self.training:
+            return self.graphed.act(observations, states)
+        return super().act(observations, states, timestep=timestep, timesteps=timesteps)
 
     def env_steps(self, iteration: int) -> int:
         """Env steps of the whole run after ``iteration``: every rank's envs."""
@@ -331,7 +342,10 @@ class SeedlockPPO(PPO):
             self.write_interval = write_interval
 
     def update(self, *, timestep: int, timesteps: int) -> None:
-        super().update(timestep=timestep, timesteps=timesteps)
+        if self.graphed is not None:
+            self.graphed.update()
+        else:
+            super().update(timestep=timestep, timesteps=timesteps)
         self.iteration += 1
         record_iteration(
             self.run,
