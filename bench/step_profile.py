@@ -17,6 +17,10 @@ its update (after it). Counted per op:
   copies (``.cpu()``, ``.numpy()``, ``.tolist()``; only on CUDA, where they exist). On CUDA a
   value read counts only when a CUDA tensor is read (Adam's step counters live on the host).
 
+A sync before an iteration's first env step is counted as "between" (the update and the next
+rollout), not as rollout: it is a library's once-per-iteration logging (rl_games' ``write_stats``
+reads its loss means there), never a per-step one: no library's policy inference reads a value.
+
 seedlock's checkpoint (iteration 0, every ``trainer.checkpoint_interval`` and the last) copies the
 models to the host: its ops are counted apart, not as rollout or update.
 
@@ -169,14 +173,15 @@ def summarize(trainer: str, iterations: list[Iteration]) -> dict[str, Any]:
     counts: Counter = Counter()
     for iteration in iterations:
         for op, (who, where), syncing, steps in iteration.ops:
-            phase = "checkpoint" if who == CHECKPOINT else "rollout" if steps < iteration.env_steps else "update"
+            phase = ("checkpoint" if who == CHECKPOINT else "between" if syncing and steps == 0
+                     else "rollout" if steps < iteration.env_steps else "update")
             counts[(phase, "syncs" if syncing else "kernel_ops", "seedlock" if who.startswith("seedlock") else who)] += 1
             if syncing:
                 counts[("sync_ops", f"{phase}: {op}", where)] += 1
     n = len(iterations)
     env_steps = iterations[0].env_steps
     table: dict[str, Any] = {"trainer": trainer, "iterations_counted": n, "env_steps_per_iteration": env_steps}
-    for phase in ("rollout", "update", "checkpoint"):
+    for phase in ("rollout", "update", "between", "checkpoint"):
         for kind in ("kernel_ops", "syncs"):
             by_owner = {who: count / n for (p, k, who), count in counts.items() if p == phase and k == kind}
             table[f"{phase}_{kind}"] = dict(sorted(by_owner.items(), key=lambda item: -item[1]))
@@ -213,7 +218,8 @@ def markdown(result: dict[str, Any]) -> str:
     for row in result["rows"]:
         owners = lambda key: ", ".join(f"{who} {count:,.0f}" for who, count in row[key].items()) or "none"  # noqa: E731
         lines.append(f"- **{row['trainer']}**: rollout kernel ops: {owners('rollout_kernel_ops')}; rollout syncs: "
-                     f"{owners('rollout_syncs')}; update syncs: {owners('update_syncs')}.")
+                     f"{owners('rollout_syncs')}; update syncs: {owners('update_syncs')}; syncs between the update "
+                     f"and the next rollout: {owners('between_syncs')}.")
         top = ", ".join(f"{s['op']} at `{s['where']}` {s['per_iteration']:,.0f}" for s in row["sync_ops"][:8])
         lines.append(f"  Syncing ops: {top or 'none'}.")
         if row["checkpoint_kernel_ops"] or row["checkpoint_syncs"]:

@@ -46,18 +46,21 @@ def test_rsl_rl_with_observation_normalization_is_the_same_run_on_the_fast_path(
 
 
 @pytest.mark.parametrize("agent", [
-    ("agent.models.separate=true", "agent.entropy_loss_scale=0.01", "agent.grad_norm_clip=0"),
-    ("agent.observation_preprocessor=null", "agent.value_preprocessor=null", "agent.learning_rate_scheduler=null",
-     "agent.value_clip=0"),
-], ids=["separate-entropy-noclip", "no-scalers-no-scheduler"])
-def test_skrl_agent_variants_are_the_same_run_on_the_fast_path(
+    ("trainer=skrl", "agent.models.separate=true", "agent.entropy_loss_scale=0.01", "agent.grad_norm_clip=0"),
+    ("trainer=skrl", "agent.observation_preprocessor=null", "agent.value_preprocessor=null",
+     "agent.learning_rate_scheduler=null", "agent.value_clip=0"),
+    # A schedule that changes the entropy coefficient each iteration: the graphs are recaptured.
+    ("trainer=rl_games", "agent.network.separate=true", "agent.config.entropy_coef=0.01", "+agent.config.schedule_entropy=true",
+     "agent.config.lr_schedule=linear", "agent.config.normalize_input=false", "agent.config.clip_value=false"),
+], ids=["skrl-separate-entropy-noclip", "skrl-no-scalers-no-scheduler", "rl_games-separate-linear-entropy"])
+def test_agent_variants_are_the_same_run_on_the_fast_path(
     tmp_path: Path, agent: tuple[str, ...], restore_torch_state: None,
 ) -> None:
-    """skrl's graphed update is a copy of skrl's own: each branch it takes gives skrl's run."""
+    """The graphed loops are copies of the libraries' own: each branch they take gives the library's run."""
     from trainers.train import run_training
 
     for fast in ("false", "true"):
-        run_training(compose_config("trainer=skrl", *SMALL, *agent, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}"))
+        run_training(compose_config(*agent, *SMALL, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}"))
     eager = (tmp_path / "false" / "fingerprints.jsonl").read_text()
     assert eager.count("\n") == 3 and eager == (tmp_path / "true" / "fingerprints.jsonl").read_text()
 
@@ -105,7 +108,9 @@ def test_the_fast_path_rollout_makes_no_host_sync(tmp_path: Path, trainer: str, 
         eager = step_profile.profile_run(trainer, args, tmp_path / "eager")
         args.overrides = ["trainer.fast_path=true"]
         fast = step_profile.profile_run(trainer, args, tmp_path / "fast")
-    assert eager["rollout_per_env_step"]["syncs"] >= 1  # the library's bookkeeping, every step
+    # The library's bookkeeping, every step (rl_games': after the env step, so the last one counts
+    # as the update's).
+    assert eager["rollout_per_env_step"]["syncs"] > 0.9
     assert fast["rollout_per_env_step"]["syncs"] == 0 and fast["seedlock_per_env_step"]["syncs"] == 0
 
 
@@ -132,4 +137,4 @@ def test_a_library_without_a_fast_path_is_refused_by_name(tmp_path: Path, traine
     result = run_train(f"trainer={trainer}", "trainer.fast_path=true", f"run_dir={tmp_path / 'run'}", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"trainer.fast_path=true is not valid for trainer={trainer}" in result.stderr
-    assert "trainer=rsl_rl or trainer=skrl" in result.stderr and not (tmp_path / "run").exists()
+    assert "trainer=rl_games or trainer=rsl_rl or trainer=skrl" in result.stderr and not (tmp_path / "run").exists()

@@ -242,13 +242,17 @@ def test_the_fast_path_is_the_same_run_on_gpu(tmp_path: Path, trainer: str) -> N
 
 
 @pytest.mark.parametrize("variant", [
-    ("agent.models.separate=true", "agent.entropy_loss_scale=0.01"),
-    ("task=cartpole_rgb", "num_envs=256"),
-], ids=["separate-entropy", "pixels"])
-def test_skrl_fast_path_variants_are_the_same_run_on_gpu(tmp_path: Path, variant: tuple[str, ...]) -> None:
-    """Separate policy and value models with an entropy loss, and the camera task's CNN (cuDNN
-    convolutions inside the captured graphs), each the eager run bit for bit."""
-    common = ("trainer=skrl", *GPU_SIZE, *variant, "max_iterations=4", "torch_deterministic=true", "progress=false")
+    ("trainer=skrl", "agent.models.separate=true", "agent.entropy_loss_scale=0.01"),
+    ("trainer=skrl", "task=cartpole_rgb", "num_envs=256"),
+    ("trainer=rl_games", "agent.network.separate=true", "agent.config.entropy_coef=0.01", "+agent.config.schedule_entropy=true",
+     "agent.config.lr_schedule=linear"),
+    ("trainer=rl_games", "task=cartpole_rgb", "num_envs=256"),
+], ids=["skrl-separate-entropy", "skrl-pixels", "rl_games-separate-linear-entropy", "rl_games-pixels"])
+def test_fast_path_variants_are_the_same_run_on_gpu(tmp_path: Path, variant: tuple[str, ...]) -> None:
+    """Separate policy and value models with an entropy loss (rl_games: scheduled, so its graphs
+    are recaptured), and the camera task's CNN (cuDNN convolutions inside the captured graphs),
+    each the eager run bit for bit."""
+    common = (*variant, *GPU_SIZE, "max_iterations=4", "torch_deterministic=true", "progress=false")
     for fast in ("false", "true"):
         run_train(*common, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}")
     eager = (tmp_path / "false" / "fingerprints.jsonl").read_text()

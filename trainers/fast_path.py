@@ -12,7 +12,11 @@ per-step syncs are bookkeeping for its own console and TensorBoard scalars, or a
   CUDA, PPO's act and each minibatch's forward and backward run as CUDA graphs
   (``trainers/rsl_rl_graphs.py``): the same kernels, launched as one.
 - skrl: its per-step reward tracking (``.nonzero()``, ``.tolist()`` and three ``.item()`` per step)
-  is off; its loss scalars stay.
+  is off; its loss scalars stay. On CUDA, PPO's act and each minibatch's forward and backward run
+  as CUDA graphs (``trainers/skrl_graphs.py``).
+- rl_games: its rollout loop runs without the episode statistics it gathers at every step
+  (``dones.nonzero()`` and the algo observer's copies); the model's inference and each minibatch's
+  forward and backward run as CUDA graphs on CUDA (``trainers/rl_games_graphs.py``).
 
 The fingerprints do not change (tested): the run's episode returns are seedlock's own, read once
 per iteration. The libraries' own reward scalars in TensorBoard are what is given up.
@@ -26,14 +30,12 @@ from collections.abc import Iterator
 import torch
 from omegaconf import DictConfig
 
-SUPPORTED = ("rsl_rl", "skrl")
+SUPPORTED = ("rl_games", "rsl_rl", "skrl")
 # Why a library's per-step syncs cannot be switched off without changing its own loop.
 REFUSED = {
     "sb3": "SB3 keeps its rollout buffer in numpy, so every env step copies the actions to the host and "
            "the observations and rewards back (stable_baselines3/common/on_policy_algorithm.py, collect_rollouts); "
            "that is SB3's algorithm's storage, not bookkeeping",
-    "rl_games": "rl_games reads the finished episodes with dones.nonzero() at every env step inside its own "
-                "rollout loop (rl_games/common/a2c_common.py, play_steps), which no setting of rl_games turns off",
 }
 
 

@@ -49,6 +49,7 @@ from rl_games.torch_runner import Runner
 
 from tasks.task import BatchedTask
 from tasks.isaaclab import check_agent_inputs, is_isaaclab
+from trainers.fast_path import check_fast_path
 from trainers.interface import (
     Policy,
     TrainingRun,
@@ -60,6 +61,7 @@ from trainers.interface import (
     save_checkpoint,
     summarize,
 )
+from trainers.rl_games_graphs import GraphedRlGames
 from trainers.run_config import ConfigError
 
 ENV_NAME = "seedlock"  # the env_configurations / vecenv key ("rlgpu" in Isaac Lab)
@@ -297,6 +299,8 @@ class SeedlockA2CAgent(a2c_continuous.A2CAgent):
         self.last_checkpoint: Path | None = None
         if resume is not None:
             self.restore_seedlock(resume)
+        if check_fast_path(run.cfg):
+            GraphedRlGames(self, self.ppo_device).install()  # trainers/rl_games_graphs.py
 
     def join_ranks(self) -> None:
         """rl_games' multi-GPU state, from seedlock's ranks. rl_games' own set-up (``multi_gpu``
