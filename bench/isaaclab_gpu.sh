@@ -64,15 +64,14 @@ case "${1:-}" in
       grep -E "Collection time|Learning time" /tmp/speed-$1-$2-$3.log | tail -2 | tr -s ' ' | paste -sd' ' || true  # RSL-RL's own split
     }
     for n in ${SIZES:-4096 16384}; do
-      for t in ${FAST_TRAINERS:-rsl_rl skrl}; do
+      for t in ${FAST_TRAINERS:-rl_games rsl_rl skrl}; do
         speed_run $t $n false ${ITERATIONS:-60}; speed_run $t $n true ${ITERATIONS:-60}
         cmp -s /tmp/speed/$t-$n-false/fingerprints.jsonl /tmp/speed/$t-$n-true/fingerprints.jsonl \
           && echo "$t $n fingerprints equal" || echo "$t $n fingerprints DIFFER"
       done
-      speed_run rl_games $n false ${ITERATIONS:-60}  # trainer.fast_path is refused for rl_games and sb3
     done 2>&1 | tee "$OUT/fast_path_cuda.txt"
     [ -n "${QUICK:-}" ] && exit 0  # QUICK=1: the table's rows only
-    speed_run sb3 4096 false 6 2>&1 | tee -a "$OUT/fast_path_cuda.txt"
+    speed_run sb3 4096 false 6 2>&1 | tee -a "$OUT/fast_path_cuda.txt"  # trainer.fast_path is refused for SB3
     # issue 24's dry run on one GPU: two NCCL ranks on cuda:0, and seedlock's own torchrun launch
     timeout 45 python3 -m torch.distributed.run --nproc-per-node=2 -m bench.nccl_one_gpu 2>&1 | grep -E "^rank|Error" | head -8 \
       | tee "$OUT/nccl_one_gpu.txt" || true
