@@ -65,6 +65,29 @@ def test_agent_variants_are_the_same_run_on_the_fast_path(
     assert eager.count("\n") == 3 and eager == (tmp_path / "true" / "fingerprints.jsonl").read_text()
 
 
+def test_rl_games_normalizers_stay_where_the_graphs_read_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_torch_state: None,
+) -> None:
+    """rl_games' TorchScript RunningMeanStd assigns new statistics tensors at each update; on the
+    fast path its buffers (observation and value normalizers) stay the same tensors, with rl_games' values."""
+    import trainers.rl_games as rl_games_adapter
+    from trainers.train import run_training
+
+    train_epoch, seen = rl_games_adapter.SeedlockA2CAgent.train_epoch, []
+
+    def watched_train_epoch(self):  # type: ignore[no-untyped-def]
+        before = {name: buffer.data_ptr() for name, buffer in self.model.named_buffers()}
+        result = train_epoch(self)
+        seen.append(before == {name: buffer.data_ptr() for name, buffer in self.model.named_buffers()})
+        return result
+
+    monkeypatch.setattr(rl_games_adapter.SeedlockA2CAgent, "train_epoch", watched_train_epoch)
+    for fast in ("false", "true"):
+        run_training(compose_config("trainer=rl_games", *SMALL, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}"))
+    assert seen == [False] * 3 + [True] * 3  # eager: rl_games replaces them; fast: kept in place
+    assert (tmp_path / "false" / "fingerprints.jsonl").read_text() == (tmp_path / "true" / "fingerprints.jsonl").read_text()
+
+
 @pytest.mark.parametrize(("setting", "named"), [
     ("agent.kl_threshold=0.05", "kl_threshold=0.05"), ("agent.mini_batches=7", "mini_batches=7"),
 ])

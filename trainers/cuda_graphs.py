@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from torch import nn
 from torch.distributions import Normal
 
 
@@ -78,3 +79,21 @@ class CapturedCall:
             self.graph = graph
         self.graph.replay()
         return self.outputs
+
+
+@contextlib.contextmanager
+def buffers_kept_in_place(*models: nn.Module) -> Iterator[None]:
+    """The models' buffers stay the tensors they were: a buffer the block replaced (a running
+    normalizer assigning new statistics, as RSL-RL's, rl_games' TorchScript ``RunningMeanStd`` and
+    skrl's scalers do) gets the new values copied into the old tensor, which becomes the buffer
+    again. A graph reads the tensors it was captured with; the values are the same bits. Inside a
+    capture the copy is captured too, so each replay leaves the new statistics where the graphs read."""
+    before = [(model, name, tensor) for model in models for name, tensor in model.named_buffers()]
+    yield
+    for model, name, tensor in before:
+        owner_name, _, leaf = name.rpartition(".")
+        owner = model.get_submodule(owner_name) if owner_name else model
+        new = getattr(owner, leaf)
+        if new is not tensor:
+            tensor.copy_(new)
+            setattr(owner, leaf, tensor)

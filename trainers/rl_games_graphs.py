@@ -17,37 +17,26 @@ Installed over three of the agent's methods:
   copies): the host no longer waits for the GPU at each env step. Those statistics are what the
   fast path gives up, as with RSL-RL and skrl; the run's episode returns are seedlock's own.
 
-rl_games' ``RunningMeanStd`` assigns new statistics tensors at each update; a graph reads the
-tensors it was captured with, so the fast path updates them in place (the same arithmetic, the same
-bits). On the CPU the same loop runs eagerly, and ``tests/test_fast_path.py`` proves it is
-rl_games' own, to the bit.
+rl_games' ``RunningMeanStd`` (TorchScript) assigns new statistics tensors at each update; a graph
+reads the tensors it was captured with, so the new values are copied into the old tensors
+(``buffers_kept_in_place``: the same bits), inside the graphs and around ``prepare_dataset``. On
+the CPU the same loop runs eagerly, and ``tests/test_fast_path.py`` proves it is rl_games' own, to
+the bit, and that the buffers stay where the graphs read them.
 """
 
 from __future__ import annotations
 
 import time
-from types import MethodType
 from typing import Any
 
 import torch
 from rl_games.algos_torch import torch_ext
-from rl_games.algos_torch.running_mean_std import RunningMeanStd
 from rl_games.common.a2c_common import swap_and_flatten01
 
-from trainers.cuda_graphs import CapturedCall
+from trainers.cuda_graphs import CapturedCall, buffers_kept_in_place
 from trainers.fast_path import FastPathError
 
 MINIBATCH_INPUTS = ("obs", "actions", "old_values", "old_logp_actions", "advantages", "returns", "mu", "sigma")
-
-
-def inplace_update(self: RunningMeanStd, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor,
-                   batch_mean: torch.Tensor, batch_var: torch.Tensor, batch_count: int) -> tuple[torch.Tensor, ...]:
-    """rl_games' ``_update_mean_var_count_from_moments``, its results copied into the statistics
-    tensors it was given (which ``forward`` then assigns back: the same tensors)."""
-    new = RunningMeanStd._update_mean_var_count_from_moments(self, mean, var, count, batch_mean, batch_var, batch_count)
-    for target, value in zip((mean, var, count), new):
-        target.copy_(value)
-    return mean, var, count
 
 
 def unsupported(agent: Any) -> list[str]:
@@ -75,9 +64,6 @@ class GraphedRlGames:
                 f"run {'; '.join(reasons)}. Valid choices: trainer.fast_path=false, or an agent without these settings."
             )
         self.agent, self.device = agent, device
-        for module in agent.model.modules():
-            if isinstance(module, RunningMeanStd):
-                module._update_mean_var_count_from_moments = MethodType(inplace_update, module)
         self.parameters = list(agent.model.parameters())
         self.act_call = CapturedCall(self._act, device)
         self.minibatch_calls: dict[tuple, CapturedCall] = {}
@@ -85,9 +71,17 @@ class GraphedRlGames:
         self.batch_in: dict[str, torch.Tensor] | None = None
 
     def install(self) -> None:
-        self.agent.get_action_values = self.get_action_values
-        self.agent.calc_gradients = self.calc_gradients
-        self.agent.play_steps = self.play_steps
+        agent = self.agent
+        agent.get_action_values = self.get_action_values
+        agent.calc_gradients = self.calc_gradients
+        agent.play_steps = self.play_steps
+        prepare_dataset = agent.prepare_dataset
+
+        def prepare_dataset_in_place(batch_dict: dict[str, Any]) -> None:
+            with buffers_kept_in_place(agent.model):  # the value normalizer learns here
+                prepare_dataset(batch_dict)
+
+        agent.prepare_dataset = prepare_dataset_in_place
 
     # --- the rollout -------------------------------------------------------------------------
 
@@ -103,7 +97,7 @@ class GraphedRlGames:
         agent = self.agent
         input_dict = {"is_train": False, "prev_actions": None, "obs": agent._preproc_obs(self.obs_in),
                       "rnn_states": agent.rnn_states}
-        with torch.no_grad():
+        with torch.no_grad(), buffers_kept_in_place(agent.model):
             return agent.model(input_dict)
 
     def play_steps(self) -> dict[str, Any]:
@@ -178,7 +172,8 @@ class GraphedRlGames:
         agent, batch = self.agent, self.batch_in
         assert batch is not None
         batch_dict = {"is_train": True, "prev_actions": batch["actions"], "obs": agent._preproc_obs(batch["obs"])}
-        res_dict = agent.model(batch_dict)
+        with buffers_kept_in_place(agent.model):  # the observation normalizer learns here
+            res_dict = agent.model(batch_dict)
         action_log_probs, mu, sigma = res_dict["prev_neglogp"], res_dict["mus"], res_dict["sigmas"]
         loss, a_loss, c_loss, entropy, b_loss, _ = agent.calc_losses(
             agent.actor_loss_func, batch["old_logp_actions"], action_log_probs, batch["advantages"], agent.e_clip,

@@ -24,15 +24,13 @@ and replays, every later call replays. The graphs are captured per process (not 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import torch
 from torch import nn
 
-from trainers.cuda_graphs import CapturedCall
+from trainers.cuda_graphs import CapturedCall, buffers_kept_in_place
 from trainers.fast_path import FastPathError
 
 
@@ -116,7 +114,8 @@ class GraphedPpo:
             mean_surrogate_loss += surrogate_loss.item()
             mean_entropy += entropy.mean().item()
         obs = alg.storage.observations.flatten(0, 1)
-        with self._buffers_kept_in_place():
+        # RSL-RL's observation normalizer replaces its _std after each update.
+        with buffers_kept_in_place(alg.actor, alg.critic):
             alg.actor.update_normalization(obs)
             alg.critic.update_normalization(obs)
         num_updates = alg.num_learning_epochs * alg.num_mini_batches
@@ -126,20 +125,6 @@ class GraphedPpo:
             "surrogate": mean_surrogate_loss / num_updates,
             "entropy": mean_entropy / num_updates,
         }
-
-    @contextlib.contextmanager
-    def _buffers_kept_in_place(self) -> Iterator[None]:
-        """The graphs read the models' buffers at the addresses they had at capture, but RSL-RL's
-        observation normalizer replaces its ``_std`` after each update: the new values are copied
-        into the captured tensor, which stays the buffer."""
-        before = [(module, name, tensor) for model in (self.alg.actor, self.alg.critic)
-                  for module in model.modules() for name, tensor in module._buffers.items() if tensor is not None]
-        yield
-        for module, name, tensor in before:
-            new = module._buffers.get(name)
-            if new is not None and new is not tensor:
-                tensor.copy_(new)
-                module._buffers[name] = tensor
 
     def _load(self, batch: Any) -> None:
         """The minibatch into the static buffers the graph reads."""
