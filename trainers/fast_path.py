@@ -43,6 +43,15 @@ class FastPathError(ValueError):
     """``trainer.fast_path=true`` for a library that cannot run it."""
 
 
+def refuse_agent(trainer: str, reasons: list[str]) -> None:
+    """Refuses, by name, what of an agent a library's CUDA-graph loop does not run (none: returns)."""
+    if reasons:
+        raise FastPathError(
+            f"trainer.fast_path=true is not valid for this trainer={trainer} agent: its CUDA-graph loop cannot run "
+            f"{'; '.join(reasons)}. Valid choices: trainer.fast_path=false, or an agent without these settings."
+        )
+
+
 def check_fast_path(cfg: DictConfig) -> bool:
     """Whether the run takes the fast path; refuses it by name for a library that has none."""
     if not cfg.trainer.get("fast_path", False):

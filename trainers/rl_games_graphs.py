@@ -34,7 +34,7 @@ from rl_games.algos_torch import torch_ext
 from rl_games.common.a2c_common import swap_and_flatten01
 
 from trainers.cuda_graphs import CapturedCall, buffers_kept_in_place
-from trainers.fast_path import FastPathError
+from trainers.fast_path import refuse_agent
 
 MINIBATCH_INPUTS = ("obs", "actions", "old_values", "old_logp_actions", "advantages", "returns", "mu", "sigma")
 
@@ -57,12 +57,7 @@ class GraphedRlGames:
     """The graphed ``get_action_values``, ``calc_gradients`` and ``play_steps`` of one agent."""
 
     def __init__(self, agent: Any, device: torch.device | str) -> None:
-        reasons = unsupported(agent)
-        if reasons:
-            raise FastPathError(
-                "trainer.fast_path=true is not valid for this trainer=rl_games agent: its CUDA-graph loop cannot "
-                f"run {'; '.join(reasons)}. Valid choices: trainer.fast_path=false, or an agent without these settings."
-            )
+        refuse_agent("rl_games", unsupported(agent))
         self.agent, self.device = agent, device
         self.parameters = list(agent.model.parameters())
         self.act_call = CapturedCall(self._act, device)

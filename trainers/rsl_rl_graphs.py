@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from trainers.cuda_graphs import CapturedCall, buffers_kept_in_place
-from trainers.fast_path import FastPathError
+from trainers.fast_path import refuse_agent
 
 
 def unsupported(alg: Any) -> list[str]:
@@ -53,13 +53,7 @@ class GraphedPpo:
     work in :class:`CapturedCall`\\ s. Installed over the algorithm's own methods."""
 
     def __init__(self, alg: Any, device: torch.device | str) -> None:
-        reasons = unsupported(alg)
-        if reasons:
-            raise FastPathError(
-                "trainer.fast_path=true is not valid for this trainer=rsl_rl agent: its CUDA-graph loop runs "
-                f"feedforward PPO only, and the agent uses {'; '.join(reasons)}. Valid choices: "
-                "trainer.fast_path=false, or an agent without these features."
-            )
+        refuse_agent("rsl_rl", unsupported(alg))
         self.alg = alg
         self.act_call = CapturedCall(self._act, device)
         self.minibatch_call = CapturedCall(self._minibatch, device)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainers.cuda_graphs import CapturedCall
-from trainers.fast_path import FastPathError
+from trainers.fast_path import refuse_agent
 
 def inplace_parallel_variance(self: Any, input_mean: torch.Tensor, input_var: torch.Tensor, input_count: int) -> None:
     """skrl 2.1's ``RunningStandardScaler._parallel_variance`` with its results copied into the
@@ -68,13 +68,7 @@ class GraphedSkrlPpo:
     device work in :class:`CapturedCall`\\ s; the seedlock agent dispatches to them."""
 
     def __init__(self, agent: Any, device: torch.device | str) -> None:
-        reasons = unsupported(agent)
-        if reasons:
-            raise FastPathError(
-                "trainer.fast_path=true is not valid for this trainer=skrl agent: its CUDA-graph loop cannot "
-                f"run {'; '.join(reasons)}. Valid choices: trainer.fast_path=false, or an agent "
-                "without these settings."
-            )
+        refuse_agent("skrl", unsupported(agent))
         self.agent = agent
         for preprocessor in (agent._observation_preprocessor, agent._state_preprocessor, agent._value_preprocessor):
             if hasattr(preprocessor, "_parallel_variance"):
