@@ -91,3 +91,16 @@ def test_rank_0s_refusal_ends_every_rank(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert result.stderr.count("already holds a run") == 2  # once per rank
     assert (tmp_path / "manifest.json").read_text() == "{}" and not (tmp_path / "ranks").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", DISTRIBUTED_TRAINERS)
+def test_the_fast_path_is_the_same_distributed_run(tmp_path: Path, trainer: str) -> None:
+    """trainer.fast_path=true under torchrun: the graphed loops' own copies of the libraries'
+    distributed steps (gradients and KL all-reduced) give the eager run, rank by rank (eagerly on
+    the CPU; the same code is what the CUDA graphs surround on GPUs)."""
+    for fast in ("false", "true"):
+        run_torchrun("distributed=true", f"trainer={trainer}", "seed=7", *SIZE, f"trainer.fast_path={fast}",
+                     f"run_dir={tmp_path / fast}")
+    for files in (Path("fingerprints.jsonl"), Path("ranks/1/fingerprints.jsonl")):
+        assert (tmp_path / "false" / files).read_bytes() == (tmp_path / "true" / files).read_bytes(), files
