@@ -57,7 +57,6 @@ with torchrun_env_hidden():
     from skrl.utils.model_instantiators.torch import deterministic_model, gaussian_model, shared_model
 
 from trainers.fast_path import check_fast_path
-from trainers.skrl_graphs import GraphedSkrlPpo
 from trainers.interface import (
     Policy,
     TrainingRun,
@@ -69,6 +68,7 @@ from trainers.interface import (
     save_checkpoint,
     summarize,
 )
+from trainers.skrl_graphs import GraphedSkrlPpo
 
 # Class names the agent YAML may give, as skrl's Runner resolves them (without its eval()).
 SCHEDULERS = {"KLAdaptiveLR": KLAdaptiveLR}
