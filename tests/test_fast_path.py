@@ -65,26 +65,42 @@ def test_agent_variants_are_the_same_run_on_the_fast_path(
     assert eager.count("\n") == 3 and eager == (tmp_path / "true" / "fingerprints.jsonl").read_text()
 
 
-def test_rl_games_normalizers_stay_where_the_graphs_read_them(
+def _rl_games_normalizers(agent):  # type: ignore[no-untyped-def]
+    return agent.model
+
+
+def _skrl_scalers(agent):  # type: ignore[no-untyped-def]
+    return torch.nn.ModuleList([agent._observation_preprocessor, agent._value_preprocessor])
+
+
+@pytest.mark.parametrize(("trainer", "adapter_class", "method", "normalizers"), [
+    ("rl_games", "trainers.rl_games:SeedlockA2CAgent", "train_epoch", _rl_games_normalizers),
+    ("skrl", "trainers.skrl:SeedlockPPO", "update", _skrl_scalers),
+])
+def test_normalizers_stay_where_the_graphs_read_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_torch_state: None,
+    trainer: str, adapter_class: str, method: str, normalizers,  # type: ignore[no-untyped-def]
 ) -> None:
-    """rl_games' TorchScript RunningMeanStd assigns new statistics tensors at each update; on the
-    fast path its buffers (observation and value normalizers) stay the same tensors, with rl_games' values."""
-    import trainers.rl_games as rl_games_adapter
+    """rl_games' TorchScript RunningMeanStd and skrl's RunningStandardScaler assign new statistics
+    tensors at each update; on the fast path their buffers stay the same tensors, with the library's values."""
+    import importlib
+
     from trainers.train import run_training
 
-    train_epoch, seen = rl_games_adapter.SeedlockA2CAgent.train_epoch, []
+    module_name, class_name = adapter_class.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    original, seen = getattr(cls, method), []
 
-    def watched_train_epoch(self):  # type: ignore[no-untyped-def]
-        before = {name: buffer.data_ptr() for name, buffer in self.model.named_buffers()}
-        result = train_epoch(self)
-        seen.append(before == {name: buffer.data_ptr() for name, buffer in self.model.named_buffers()})
+    def watched(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        before = {name: buffer.data_ptr() for name, buffer in normalizers(self).named_buffers()}
+        result = original(self, *args, **kwargs)
+        seen.append(before == {name: buffer.data_ptr() for name, buffer in normalizers(self).named_buffers()})
         return result
 
-    monkeypatch.setattr(rl_games_adapter.SeedlockA2CAgent, "train_epoch", watched_train_epoch)
+    monkeypatch.setattr(cls, method, watched)
     for fast in ("false", "true"):
-        run_training(compose_config("trainer=rl_games", *SMALL, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}"))
-    assert seen == [False] * 3 + [True] * 3  # eager: rl_games replaces them; fast: kept in place
+        run_training(compose_config(f"trainer={trainer}", *SMALL, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}"))
+    assert seen == [False] * 3 + [True] * 3  # eager: the library replaces them; fast: kept in place
     assert (tmp_path / "false" / "fingerprints.jsonl").read_text() == (tmp_path / "true" / "fingerprints.jsonl").read_text()
 
 

@@ -229,7 +229,8 @@ def test_audit_names_the_camera_tasks_convolutions_under_fast_defaults(
 
 @pytest.mark.parametrize("trainer", FAST_PATH_TRAINERS)
 def test_the_fast_path_is_the_same_run_on_gpu(tmp_path: Path, trainer: str) -> None:
-    """trainer.fast_path=true (act and each minibatch's forward and backward as CUDA graphs) gives the eager path's fingerprints bit for bit, and resumes as it."""
+    """trainer.fast_path=true (act and each minibatch's forward and backward as CUDA graphs) gives
+    the eager path's fingerprints bit for bit, and resumes as it."""
     common = (f"trainer={trainer}", *GPU_SIZE, "torch_deterministic=true", "progress=false")
     for fast in ("false", "true"):
         run_train(*common, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}", "trainer.checkpoint_interval=4")

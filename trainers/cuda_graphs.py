@@ -84,8 +84,8 @@ class CapturedCall:
 @contextlib.contextmanager
 def buffers_kept_in_place(*models: nn.Module) -> Iterator[None]:
     """The models' buffers stay the tensors they were: a buffer the block replaced (a running
-    normalizer assigning new statistics, as RSL-RL's and rl_games' TorchScript ``RunningMeanStd``
-    do) gets the new values copied into the old tensor, which becomes the buffer
+    normalizer assigning new statistics, as RSL-RL's, rl_games' TorchScript ``RunningMeanStd`` and
+    skrl's ``RunningStandardScaler`` do) gets the new values copied into the old tensor, which becomes the buffer
     again. A graph reads the tensors it was captured with; the values are the same bits. Inside a
     capture the copy is captured too, so each replay leaves the new statistics where the graphs read."""
     before = [(model, name, tensor) for model in models for name, tensor in model.named_buffers()]

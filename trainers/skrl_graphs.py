@@ -16,37 +16,36 @@ clipping and the optimizer step, the loss scalars, the KL-adaptive learning rate
 each minibatch's KL, as skrl builds it). skrl's shared policy-value model passes the trunk's output
 between the two roles in Python; both roles run inside one captured sequence, so that hand-over is
 captured too. skrl's ``RunningStandardScaler`` assigns new statistics tensors at each update; a
-graph reads the tensors it was captured with, so the fast path updates them in place (the same
-arithmetic, the same bits: ``inplace_parallel_variance``). On the CPU the same loop runs eagerly,
+graph reads the tensors it was captured with, so the fast path runs skrl's update inside
+``buffers_kept_in_place`` (the new values copied into the old tensors: the same bits). On the CPU the same loop runs eagerly,
 and ``tests/test_fast_path.py`` proves it is skrl's own, to the bit.
 """
 
 from __future__ import annotations
 
 import itertools
-from types import MethodType, SimpleNamespace
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.cuda_graphs import CapturedCall
+from trainers.cuda_graphs import CapturedCall, buffers_kept_in_place
 from trainers.fast_path import refuse_agent
 
-def inplace_parallel_variance(self: Any, input_mean: torch.Tensor, input_var: torch.Tensor, input_count: int) -> None:
-    """skrl 2.1's ``RunningStandardScaler._parallel_variance`` with its results copied into the
-    statistics tensors instead of replacing them: a captured graph keeps reading the same ones."""
-    delta = input_mean - self.running_mean
-    total_count = self.current_count + input_count
-    m2 = (
-        (self.running_variance * self.current_count)
-        + (input_var * input_count)
-        + delta**2 * self.current_count * input_count / total_count
-    )
-    self.running_mean.copy_(self.running_mean + delta * input_count / total_count)
-    self.running_variance.copy_(m2 / total_count)
-    self.current_count.copy_(total_count)
+
+def statistics_kept_in_place(scaler: nn.Module) -> Callable[..., None]:
+    """skrl's own ``RunningStandardScaler._parallel_variance`` of ``scaler``, run inside
+    :func:`buffers_kept_in_place`: the new statistics end up in the tensors a captured graph reads."""
+    update = scaler._parallel_variance
+
+    def update_in_place(*args: Any) -> None:
+        with buffers_kept_in_place(scaler):
+            update(*args)
+
+    return update_in_place
 
 
 def unsupported(agent: Any) -> list[str]:
@@ -71,8 +70,8 @@ class GraphedSkrlPpo:
         refuse_agent("skrl", unsupported(agent))
         self.agent = agent
         for preprocessor in (agent._observation_preprocessor, agent._state_preprocessor, agent._value_preprocessor):
-            if hasattr(preprocessor, "_parallel_variance"):
-                preprocessor._parallel_variance = MethodType(inplace_parallel_variance, preprocessor)
+            if isinstance(preprocessor, nn.Module) and hasattr(preprocessor, "_parallel_variance"):
+                preprocessor._parallel_variance = statistics_kept_in_place(preprocessor)
         self.parameters = [p for group in agent.optimizer.param_groups for p in group["params"]]
         self.act_call = CapturedCall(self._act, device)
         self.minibatch_calls = {first: CapturedCall(lambda first=first: self._minibatch(first), device)
