@@ -15,6 +15,7 @@ from hydra import initialize_config_module
 import tasks.cartpole
 from bench import step_profile
 from tests.support import compose_config, run_train
+from trainers.cuda_graphs import into_static
 from trainers.fast_path import REFUSED, SUPPORTED, FastPathError
 from trainers.rsl_rl_graphs import GraphedPpo
 
@@ -102,6 +103,21 @@ def test_normalizers_stay_where_the_graphs_read_them(
         run_training(compose_config(f"trainer={trainer}", *SMALL, f"trainer.fast_path={fast}", f"run_dir={tmp_path / fast}"))
     assert seen == [False] * 3 + [True] * 3  # eager: the library replaces them; fast: kept in place
     assert (tmp_path / "false" / "fingerprints.jsonl").read_text() == (tmp_path / "true" / "fingerprints.jsonl").read_text()
+
+
+def test_graph_inputs_keep_their_addresses_and_take_each_new_value() -> None:
+    """A captured graph reads its inputs where it was captured: the first call copies them, later
+    calls copy into those copies (tensors, tuples, None alike), and a changed structure is refused."""
+    first = {"obs": torch.ones(3), "params": (torch.zeros(2), torch.ones(2)), "states": None}
+    static = into_static(None, **first)
+    addresses = [static.obs.data_ptr(), *(p.data_ptr() for p in static.params)]
+    assert static.obs.data_ptr() != first["obs"].data_ptr() and static.states is None
+    second = {"obs": torch.full((3,), 2.0), "params": (torch.full((2,), 3.0), torch.full((2,), 4.0)), "states": None}
+    assert into_static(static, **second) is static
+    assert addresses == [static.obs.data_ptr(), *(p.data_ptr() for p in static.params)]
+    assert torch.equal(static.obs, second["obs"]) and all(map(torch.equal, static.params, second["params"]))
+    with pytest.raises(ValueError):
+        into_static(static, states=torch.ones(1))
 
 
 @pytest.mark.parametrize(("setting", "named"), [

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -79,6 +80,29 @@ class CapturedCall:
             self.graph = graph
         self.graph.replay()
         return self.outputs
+
+
+def into_static(static: SimpleNamespace | None, **values: Any) -> SimpleNamespace:
+    """The inputs a :class:`CapturedCall` reads, at the addresses it was captured with: copies of
+    ``values`` (tensors, TensorDicts, tuples of tensors, or None) the first time, then ``values``
+    copied into those copies."""
+    if static is None:
+        return SimpleNamespace(**{name: _cloned(value) for name, value in values.items()})
+    for name, value in values.items():
+        target = getattr(static, name)
+        for into, source in zip(_as_tuple(target), _as_tuple(value), strict=True):
+            into.copy_(source)
+    return static
+
+
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    return () if value is None else value if isinstance(value, tuple) else (value,)
+
+
+def _cloned(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return tuple(item.clone() for item in value)
+    return None if value is None else value.clone()
 
 
 @contextlib.contextmanager

@@ -27,13 +27,14 @@ the bit, and that the buffers stay where the graphs read them.
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 from rl_games.algos_torch import torch_ext
 from rl_games.common.a2c_common import swap_and_flatten01
 
-from trainers.cuda_graphs import CapturedCall, buffers_kept_in_place
+from trainers.cuda_graphs import CapturedCall, buffers_kept_in_place, into_static
 from trainers.fast_path import refuse_agent
 
 MINIBATCH_INPUTS = ("obs", "actions", "old_values", "old_logp_actions", "advantages", "returns", "mu", "sigma")
@@ -62,8 +63,8 @@ class GraphedRlGames:
         self.parameters = list(agent.model.parameters())
         self.act_call = CapturedCall(self._act, device)
         self.minibatch_calls: dict[tuple, CapturedCall] = {}
-        self.obs_in: torch.Tensor | None = None
-        self.batch_in: dict[str, torch.Tensor] | None = None
+        self.act_in: SimpleNamespace | None = None
+        self.batch_in: SimpleNamespace | None = None
 
     def install(self) -> None:
         agent = self.agent
@@ -82,15 +83,12 @@ class GraphedRlGames:
 
     def get_action_values(self, obs: dict[str, torch.Tensor]) -> dict[str, Any]:
         self.agent.model.eval()
-        if self.obs_in is None:
-            self.obs_in = obs["obs"].clone()
-        else:
-            self.obs_in.copy_(obs["obs"])
+        self.act_in = into_static(self.act_in, obs=obs["obs"])
         return self.act_call()
 
     def _act(self) -> dict[str, Any]:
         agent = self.agent
-        input_dict = {"is_train": False, "prev_actions": None, "obs": agent._preproc_obs(self.obs_in),
+        input_dict = {"is_train": False, "prev_actions": None, "obs": agent._preproc_obs(self.act_in.obs),
                       "rnn_states": agent.rnn_states}
         with torch.no_grad(), buffers_kept_in_place(agent.model):
             return agent.model(input_dict)
@@ -133,19 +131,15 @@ class GraphedRlGames:
     def calc_gradients(self, input_dict: dict[str, Any]) -> None:
         """``A2CAgent.calc_gradients``: its results in ``agent.train_result``, as rl_games' own."""
         agent = self.agent
-        if self.batch_in is None:
-            self.batch_in = {name: input_dict[name].clone() for name in MINIBATCH_INPUTS}
-        else:
-            for name in MINIBATCH_INPUTS:
-                self.batch_in[name].copy_(input_dict[name])
+        self.batch_in = into_static(self.batch_in, **{name: input_dict[name] for name in MINIBATCH_INPUTS})
         a_loss, c_loss, entropy, kl_dist, mu, sigma, b_loss, action_log_probs, grads = self._minibatch_call()()
         for parameter, grad in zip(self.parameters, grads):
             parameter.grad = grad  # this graph's gradients (each graph has its own)
         agent.trancate_gradients_and_step()
         batch = self.batch_in
         agent.diagnostics.mini_batch(agent, {
-            "values": batch["old_values"], "returns": batch["returns"], "new_neglogp": action_log_probs,
-            "old_neglogp": batch["old_logp_actions"], "masks": None,
+            "values": batch.old_values, "returns": batch.returns, "new_neglogp": action_log_probs,
+            "old_neglogp": batch.old_logp_actions, "masks": None,
         }, agent.e_clip, 0)
         # The graph's outputs are rewritten by its next replay; rl_games keeps the scalars in lists.
         agent.train_result = (a_loss.clone(), c_loss.clone(), entropy.clone(), kl_dist.clone(), agent.last_lr, 1.0,
@@ -166,13 +160,13 @@ class GraphedRlGames:
         """``A2CAgent.calc_gradients`` from the training forward to ``backward()``, and the KL."""
         agent, batch = self.agent, self.batch_in
         assert batch is not None
-        batch_dict = {"is_train": True, "prev_actions": batch["actions"], "obs": agent._preproc_obs(batch["obs"])}
+        batch_dict = {"is_train": True, "prev_actions": batch.actions, "obs": agent._preproc_obs(batch.obs)}
         with buffers_kept_in_place(agent.model):  # the observation normalizer learns here
             res_dict = agent.model(batch_dict)
         action_log_probs, mu, sigma = res_dict["prev_neglogp"], res_dict["mus"], res_dict["sigmas"]
         loss, a_loss, c_loss, entropy, b_loss, _ = agent.calc_losses(
-            agent.actor_loss_func, batch["old_logp_actions"], action_log_probs, batch["advantages"], agent.e_clip,
-            batch["old_values"], res_dict["values"], batch["returns"], mu, res_dict["entropy"], None,
+            agent.actor_loss_func, batch.old_logp_actions, action_log_probs, batch.advantages, agent.e_clip,
+            batch.old_values, res_dict["values"], batch.returns, mu, res_dict["entropy"], None,
         )
         aux_loss = agent.model.get_aux_loss()
         agent.aux_loss_dict = {}
@@ -184,6 +178,6 @@ class GraphedRlGames:
             parameter.grad = None
         agent.scaler.scale(loss).backward()
         with torch.no_grad():
-            kl_dist = torch_ext.policy_kl(mu.detach(), sigma.detach(), batch["mu"], batch["sigma"], True)
+            kl_dist = torch_ext.policy_kl(mu.detach(), sigma.detach(), batch.mu, batch.sigma, True)
         grads = tuple(parameter.grad for parameter in self.parameters)
         return a_loss, c_loss, entropy, kl_dist, mu.detach(), sigma.detach(), b_loss, action_log_probs, grads

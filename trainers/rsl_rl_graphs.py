@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainers.cuda_graphs import CapturedCall, buffers_kept_in_place
+from trainers.cuda_graphs import CapturedCall, buffers_kept_in_place, into_static
 from trainers.fast_path import refuse_agent
 
 
@@ -57,7 +57,7 @@ class GraphedPpo:
         self.alg = alg
         self.act_call = CapturedCall(self._act, device)
         self.minibatch_call = CapturedCall(self._minibatch, device)
-        self.obs_in: Any = None
+        self.act_in: SimpleNamespace | None = None
         self.batch_in: SimpleNamespace | None = None
 
     def install(self) -> None:
@@ -68,10 +68,7 @@ class GraphedPpo:
 
     def act(self, obs: Any) -> torch.Tensor:
         """``PPO.act``: the same transition, its tensors computed by the graph."""
-        if self.obs_in is None:
-            self.obs_in = obs.clone()
-        else:
-            self.obs_in.update_(obs)
+        self.act_in = into_static(self.act_in, obs=obs)
         actions, values, log_prob, params = self.act_call()
         transition = self.alg.transition
         transition.hidden_states = (self.alg.actor.get_hidden_state(), self.alg.critic.get_hidden_state())
@@ -81,7 +78,7 @@ class GraphedPpo:
         return actions
 
     def _act(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
-        alg, obs = self.alg, self.obs_in
+        alg, obs = self.alg, self.act_in.obs
         actions = alg.actor(obs, stochastic_output=True).detach()
         values = alg.critic(obs).detach()
         log_prob = alg.actor.get_output_log_prob(actions).detach()
@@ -122,19 +119,9 @@ class GraphedPpo:
 
     def _load(self, batch: Any) -> None:
         """The minibatch into the static buffers the graph reads."""
-        fields = ("observations", "actions", "values", "advantages", "returns", "old_actions_log_prob")
-        if self.batch_in is None:
-            self.batch_in = SimpleNamespace(**{name: getattr(batch, name).clone() for name in fields})
-            self.batch_in.old_distribution_params = tuple(p.clone() for p in batch.old_distribution_params)
-            return
-        for name in fields:
-            target = getattr(self.batch_in, name)
-            if name == "observations":
-                target.update_(batch.observations)
-            else:
-                target.copy_(getattr(batch, name))
-        for target, source in zip(self.batch_in.old_distribution_params, batch.old_distribution_params):
-            target.copy_(source)
+        fields = ("observations", "actions", "values", "advantages", "returns", "old_actions_log_prob",
+                  "old_distribution_params")
+        self.batch_in = into_static(self.batch_in, **{name: getattr(batch, name) for name in fields})
 
     def _adapt_learning_rate(self, kl_mean: torch.Tensor) -> None:
         """RSL-RL's adaptive schedule, on the KL the graph computed (an inference tensor)."""

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.cuda_graphs import CapturedCall, buffers_kept_in_place
+from trainers.cuda_graphs import CapturedCall, buffers_kept_in_place, into_static
 from trainers.fast_path import refuse_agent
 
 
@@ -84,7 +84,7 @@ class GraphedSkrlPpo:
     def act(self, observations: torch.Tensor, states: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, Any]]:
         """``PPO.act`` in training: the same actions and outputs, and the log-probability and value
         skrl keeps for ``record_transition``."""
-        self.act_in = _into_static(self.act_in, SimpleNamespace(observations=observations, states=states))
+        self.act_in = into_static(self.act_in, observations=observations, states=states)
         actions, outputs, values = self.act_call()
         self.agent._current_log_prob = outputs["log_prob"]
         self.agent._current_values = values
@@ -140,7 +140,7 @@ class GraphedSkrlPpo:
         for epoch in range(cfg.learning_epochs):
             kl_divergences = []
             for sampled in memory.sample(names=agent._tensors_names, batch_size=len(memory), mini_batches=cfg.mini_batches):
-                self.batch_in = _into_static(self.batch_in, SimpleNamespace(**dict(zip(agent._tensors_names, sampled))))
+                self.batch_in = into_static(self.batch_in, **dict(zip(agent._tensors_names, sampled)))
                 kl_divergence, policy_loss, value_loss, entropy_loss, stddev, grads = self.minibatch_calls[not epoch]()
                 for parameter, grad in zip(self.parameters, grads):
                     parameter.grad = grad  # this graph's gradients (the other graph has its own)
@@ -217,13 +217,3 @@ class GraphedSkrlPpo:
         stddev = agent.policy.distribution(role="policy").stddev
         return kl_divergence, policy_loss, value_loss, entropy_loss, stddev, grads
 
-
-def _into_static(static: SimpleNamespace | None, values: SimpleNamespace) -> SimpleNamespace:
-    """Copies of ``values``' tensors the first time, then ``values`` copied into them: the
-    addresses a captured graph reads."""
-    if static is None:
-        return SimpleNamespace(**{name: None if value is None else value.clone() for name, value in vars(values).items()})
-    for name, value in vars(values).items():
-        if value is not None:
-            getattr(static, name).copy_(value)
-    return static
